@@ -1,0 +1,4 @@
+// Copyright 2026 The kvm-nisv Authors.
+// SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+
+//! KVM capability probing and enabling for NISV reporting and abort injection.

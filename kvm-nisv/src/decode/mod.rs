@@ -1,0 +1,8 @@
+// Copyright 2026 The kvm-nisv Authors.
+// SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+
+//! The AArch64 load/store decoder.
+
+mod types;
+
+pub use types::*;
