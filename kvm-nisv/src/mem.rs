@@ -82,6 +82,16 @@ pub trait MmioBus {
     fn read(&mut self, ipa: u64, data: &mut [u8]) -> Result<(), BusError>;
     /// Write `data` at `ipa`.
     fn write(&mut self, ipa: u64, data: &[u8]) -> Result<(), BusError>;
+    /// Whether a device claims every byte of `[ipa, ipa + len)`.
+    ///
+    /// The emulator asks this for every target of an instruction before it
+    /// makes any access, so that an instruction whose target has no device
+    /// leaves the guest unchanged. The default says yes (the bus is then only
+    /// checked when the access is made); implementations should override it.
+    fn contains(&self, ipa: u64, len: usize) -> bool {
+        let _ = (ipa, len);
+        true
+    }
 }
 
 impl<T: MmioBus + ?Sized> MmioBus for &mut T {
@@ -90,6 +100,9 @@ impl<T: MmioBus + ?Sized> MmioBus for &mut T {
     }
     fn write(&mut self, ipa: u64, data: &[u8]) -> Result<(), BusError> {
         (**self).write(ipa, data)
+    }
+    fn contains(&self, ipa: u64, len: usize) -> bool {
+        (**self).contains(ipa, len)
     }
 }
 

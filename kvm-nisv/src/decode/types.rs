@@ -246,6 +246,50 @@ pub struct Insn {
     pub release: bool,
     /// LDTR/STTR: at EL1 the access is checked as if made from EL0.
     pub unprivileged: bool,
+    /// The assembler form, for [`std::fmt::Display`] only: everything else the
+    /// text shows is derived from the fields above.
+    pub form: Form,
+}
+
+/// Which family of assembler mnemonics an [`Insn`] belongs to.
+///
+/// This is what the other fields cannot tell apart (LDR vs LDUR vs LDTR with the
+/// same access, LDP vs LDNP, LDAR vs LDAPR, ...). It does not change the
+/// semantics, which the other fields carry completely.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Form {
+    /// LDR/STR (B/H/SB/SH/SW, SIMD&FP): unsigned offset, pre/post-index, register
+    /// offset or literal.
+    Plain,
+    /// As [`Form::Plain`], register offset of a byte access with S = 1: the
+    /// assembler shows the shift amount `#0` explicitly.
+    PlainShift0,
+    /// LDUR/STUR family (unscaled signed 9-bit offset).
+    Unscaled,
+    /// LDTR/STTR family.
+    Unprivileged,
+    /// LDP/STP/LDPSW.
+    Pair,
+    /// LDNP/STNP.
+    PairNonTemporal,
+    /// LDXR/LDAXR/STXR/STLXR and the pair forms LDXP/LDAXP/STXP/STLXP.
+    Exclusive,
+    /// LDAR/STLR family.
+    Ordered,
+    /// LDLAR/STLLR family (FEAT_LOR).
+    LimitedOrdered,
+    /// LDAPR family (FEAT_LRCPC).
+    AcquirePc,
+    /// LDAPUR/STLUR family (FEAT_LRCPC2).
+    AcquirePcUnscaled,
+    /// LD<op>/ST<op>/SWP; the ordering suffix is taken from the encoding's A/R bits.
+    Atomic,
+    /// CAS/CASP.
+    CompareAndSwap,
+    /// LD1-LD4/ST1-ST4 (multiple structures, single structure) and LD1R-LD4R.
+    Structure,
+    /// DC ZVA.
+    DcZva,
 }
 
 /// The maximum number of elements of one instruction (LD4/ST4 of 16 bytes each,

@@ -1,0 +1,20 @@
+// Copyright 2026 The kvm-nisv Authors.
+// SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+
+//! PSCI calls through `hvc #0`.
+
+/// PSCI 0.2 SYSTEM_OFF function id.
+pub const SYSTEM_OFF: u64 = 0x8400_0008;
+
+/// Ends the VM through PSCI SYSTEM_OFF with `status` in x1, which kvm-nisv-vmm
+/// turns into its exit status (docs/guest-interface.md).
+pub fn exit(status: u8) -> ! {
+    loop {
+        // SAFETY: the hypervisor call does not return on success; it touches no
+        // memory of this program.
+        unsafe {
+            core::arch::asm!("hvc #0", in("x0") SYSTEM_OFF, in("x1") u64::from(status),
+                options(nomem, nostack));
+        }
+    }
+}

@@ -1,0 +1,460 @@
+// Copyright 2026 The kvm-nisv Authors.
+// SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+
+//! Differential decoding against disarm64, a decoder generated from Arm's
+//! machine-readable A64 specification (see docs/decoder.md for the choice).
+//!
+//! For every word both decoders must agree on whether it is a load/store this
+//! crate handles and, if so, on the full assembler text: mnemonic (operation,
+//! size, sign extension, ordering, exclusive/atomic kind), every register, the
+//! lane arrangement and count, base, offset/extend/shift, writeback and its
+//! amount. Our text is rendered from the decoded fields (not from the word), so
+//! text agreement is agreement on the semantics the emulator uses. Structural
+//! invariants of the [`Insn`] are checked on top.
+//!
+//! * `random_load_store_words`: seeded random words from the load/store space
+//!   (bits 27 = 1, 25 = 0) and the DC ZVA family. `KVM_NISV_DECODE_SEED` and
+//!   `KVM_NISV_DECODE_COUNT` override the seed and the count (10 million).
+//! * `exhaustive_small_classes`: every word of the exclusive/ordered/CAS,
+//!   atomic, LRCPC2, SIMD single-structure and literal classes.
+//! * `exhaustive_load_store_space` (ignored; `scripts/decode-exhaustive`): all
+//!   2^30 words of the load/store space, on two threads.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use kvm_nisv::decode::{Class, Insn, Op, Writeback, decode};
+
+/// Mnemonics (after alias normalisation) of the instructions the crate handles.
+fn handled_mnemonic(m: &str) -> bool {
+    const EXACT: &[&str] = &[
+        "ldr", "str", "ldrb", "strb", "ldrh", "strh", "ldrsb", "ldrsh", "ldrsw", "ldur", "stur",
+        "ldurb", "sturb", "ldurh", "sturh", "ldursb", "ldursh", "ldursw", "ldtr", "sttr", "ldtrb",
+        "sttrb", "ldtrh", "sttrh", "ldtrsb", "ldtrsh", "ldtrsw", "ldp", "stp", "ldpsw", "ldnp",
+        "stnp", "ld1", "ld2", "ld3", "ld4", "st1", "st2", "st3", "st4", "ld1r", "ld2r", "ld3r",
+        "ld4r", "ldxp", "stxp", "ldaxp", "stlxp", "casp", "caspa", "caspl", "caspal",
+    ];
+    if EXACT.contains(&m) {
+        return true;
+    }
+    let bh = |rest: &str| matches!(rest, "" | "b" | "h");
+    for p in [
+        "ldxr", "stxr", "ldaxr", "stlxr", "ldar", "stlr", "ldlar", "stllr", "ldapr",
+    ] {
+        if let Some(rest) = m.strip_prefix(p) {
+            if bh(rest) {
+                return true;
+            }
+        }
+    }
+    for p in ["ldapur", "stlur"] {
+        if let Some(rest) = m.strip_prefix(p) {
+            if matches!(rest, "" | "b" | "h" | "sb" | "sh" | "sw") {
+                return true;
+            }
+        }
+    }
+    for p in [
+        "stadd", "stclr", "steor", "stset", "stsmax", "stsmin", "stumax", "stumin",
+    ] {
+        if let Some(rest) = m.strip_prefix(p) {
+            if bh(rest) || bh(rest.strip_prefix('l').unwrap_or("-")) {
+                return true;
+            }
+        }
+    }
+    for p in [
+        "ldadd", "ldclr", "ldeor", "ldset", "ldsmax", "ldsmin", "ldumax", "ldumin", "swp", "cas",
+    ] {
+        if let Some(rest) = m.strip_prefix(p) {
+            for o in ["", "a", "l", "al"] {
+                if let Some(r2) = rest.strip_prefix(o) {
+                    if bh(r2) {
+                        return true;
+                    }
+                }
+            }
+        }
+    }
+    false
+}
+
+/// bad64's text, normalised: lower case, immediates in signed decimal, literal
+/// targets (the PC is 0) as `#offset`.
+fn reference_text(word: u32) -> Option<String> {
+    let insn = bad64::decode(word, 0).ok()?;
+    let raw = insn.to_string().to_ascii_lowercase();
+    let mut out = String::with_capacity(raw.len());
+    let mut rest = raw.as_str();
+    while let Some(pos) = rest.find("0x") {
+        let (head, tail) = rest.split_at(pos);
+        let digits = tail[2..]
+            .find(|c: char| !c.is_ascii_hexdigit())
+            .map_or(&tail[2..], |end| &tail[2..2 + end]);
+        let Ok(v) = u64::from_str_radix(digits, 16) else {
+            out.push_str(head);
+            out.push_str("0x");
+            rest = &tail[2..];
+            continue;
+        };
+        out.push_str(head);
+        if !head.ends_with('#') {
+            out.push('#');
+        }
+        let _ = write!(out, "{}", v as i64);
+        rest = &tail[2 + digits.len()..];
+    }
+    out.push_str(rest);
+    // bad64 names x29/x30 by their AAPCS64 roles.
+    let out = out
+        .split(' ')
+        .map(|tok| {
+            let (core, tail) = tok.split_at(tok.find([',', ']', '}']).unwrap_or(tok.len()));
+            let (lead, name) = core.split_at(if core.starts_with('[') { 1 } else { 0 });
+            match name {
+                "fp" => format!("{lead}x29{tail}"),
+                "lr" => format!("{lead}x30{tail}"),
+                _ => tok.to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    Some(out)
+}
+
+/// Our text in the reference's conventions: register ranges expanded.
+fn our_text(insn: &Insn) -> String {
+    expand_ranges(&insn.to_string())
+}
+
+/// `{v0.16b-v3.16b}` -> `{v0.16b, v1.16b, v2.16b, v3.16b}`.
+fn expand_ranges(text: &str) -> String {
+    let (Some(open), Some(close)) = (text.find('{'), text.find('}')) else {
+        return text.to_string();
+    };
+    let list = &text[open + 1..close];
+    let Some((a, b)) = list.split_once('-') else {
+        return text.to_string();
+    };
+    let parse = |s: &str| -> Option<(u32, String)> {
+        let s = s.strip_prefix('v')?;
+        let (n, arr) = s.split_once('.')?;
+        Some((n.parse().ok()?, arr.to_string()))
+    };
+    let (Some((first, arr)), Some((last, _))) = (parse(a), parse(b)) else {
+        return text.to_string();
+    };
+    let mut out = String::new();
+    for (i, r) in (first..=last).enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        let _ = write!(out, "v{r}.{arr}");
+    }
+    format!("{}{{{out}}}{}", &text[..open], &text[close + 1..])
+}
+
+/// Structural invariants every decoded instruction satisfies.
+fn check_invariants(insn: &Insn) -> Result<(), String> {
+    let elems = insn.elements.as_slice();
+    let mut expect = 0u32;
+    for e in elems {
+        if u32::from(e.offset) != expect {
+            return Err(format!("element offsets not contiguous: {elems:?}"));
+        }
+        if !matches!(e.size, 1 | 2 | 4 | 8 | 16) {
+            return Err(format!("bad element size {}", e.size));
+        }
+        expect += u32::from(e.size);
+    }
+    if let Writeback::PostImm(_) | Writeback::PostReg(_) = insn.writeback {
+        if insn.offset != kvm_nisv::decode::Offset::Imm(0) {
+            return Err("post-index with a non-zero offset".into());
+        }
+    }
+    match insn.class {
+        Class::SimdMultiple | Class::SimdSingle => {
+            if let Writeback::PostImm(i) = insn.writeback {
+                if i != i64::from(expect) {
+                    return Err(format!("post-index {i} != total bytes {expect}"));
+                }
+            }
+        }
+        Class::DcZva => {
+            if !elems.is_empty() || insn.op != Op::ZeroBlock {
+                return Err("DC ZVA with elements".into());
+            }
+        }
+        _ => {
+            if elems.is_empty() {
+                return Err("no elements".into());
+            }
+        }
+    }
+    let needs_align = matches!(
+        insn.class,
+        Class::Exclusive | Class::Atomic | Class::CompareAndSwap
+    ) || insn.acquire
+        || insn.release;
+    let aligned = if needs_align { expect } else { 0 };
+    if u32::from(insn.align) != aligned {
+        return Err(format!("align {} expected {aligned}", insn.align));
+    }
+    Ok(())
+}
+
+/// The outcome of comparing one word.
+enum Outcome {
+    /// Both say "not ours".
+    Neither,
+    /// Both decode it, identically; the class.
+    Agree(Class),
+    /// A disagreement: a grouping key and a description.
+    Disagree((String, String)),
+}
+
+fn mnemonic_of(text: &str) -> &str {
+    text.split(' ').next().unwrap_or("")
+}
+
+fn compare(word: u32) -> Outcome {
+    let ours = decode(word);
+    let reference = reference_text(word);
+    let ref_handled = reference.as_deref().is_some_and(|t| {
+        (handled_mnemonic(mnemonic_of(t)) || t.starts_with("dc zva, "))
+    });
+    let theirs = reference.unwrap_or_else(|| "undefined".to_string());
+    match (ours, ref_handled) {
+        (Err(_), false) => Outcome::Neither,
+        (Err(_), true) => Outcome::Disagree((
+            format!("unsupported/{}", mnemonic_of(&theirs)),
+            format!("{word:#010x}: ours Unsupported, reference `{theirs}`"),
+        )),
+        (Ok(insn), false) => Outcome::Disagree((
+            format!("{}/not-handled:{}", mnemonic_of(&our_text(&insn)), mnemonic_of(&theirs)),
+            format!("{word:#010x}: ours `{insn}`, reference `{theirs}` (not handled)"),
+        )),
+        (Ok(insn), true) => {
+            let mine = our_text(&insn);
+            if let Err(e) = check_invariants(&insn) {
+                return Outcome::Disagree((
+                    format!("invariant/{}", mnemonic_of(&mine)),
+                    format!("{word:#010x}: `{insn}`: {e}"),
+                ));
+            }
+            if insn.word != word {
+                return Outcome::Disagree((
+                    "word".to_string(),
+                    format!("{word:#010x}: word field {:#x}", insn.word),
+                ));
+            }
+            if mine == theirs {
+                Outcome::Agree(insn.class)
+            } else {
+                Outcome::Disagree((
+                    format!("text/{}/{}", mnemonic_of(&mine), mnemonic_of(&theirs)),
+                    format!("{word:#010x}: ours `{mine}`, reference `{theirs}`"),
+                ))
+            }
+        }
+    }
+}
+
+/// Per-class agreement counts and the disagreements (first few kept).
+#[derive(Default)]
+struct Tally {
+    words: u64,
+    neither: u64,
+    agree: BTreeMap<String, u64>,
+    disagree: u64,
+    /// Disagreements grouped by (our mnemonic, reference mnemonic): count and
+    /// the first example.
+    samples: BTreeMap<String, (u64, String)>,
+}
+
+impl Tally {
+    fn add(&mut self, word: u32) {
+        self.words += 1;
+        match compare(word) {
+            Outcome::Neither => self.neither += 1,
+            Outcome::Agree(c) => *self.agree.entry(format!("{c:?}")).or_default() += 1,
+            Outcome::Disagree((key, d)) => {
+                self.disagree += 1;
+                let e = self.samples.entry(key).or_insert((0, d));
+                e.0 += 1;
+            }
+        }
+    }
+
+    fn merge(&mut self, other: Tally) {
+        self.words += other.words;
+        self.neither += other.neither;
+        for (k, v) in other.agree {
+            *self.agree.entry(k).or_default() += v;
+        }
+        self.disagree += other.disagree;
+        for (k, (n, d)) in other.samples {
+            self.samples.entry(k).or_insert((0, d)).0 += n;
+        }
+    }
+
+    fn report(&self, what: &str) -> String {
+        let mut s = format!(
+            "{what}: {} words, {} unsupported by both, {} disagreements\n",
+            self.words, self.neither, self.disagree
+        );
+        for (k, v) in &self.agree {
+            let _ = writeln!(s, "  {k:<16} {v}");
+        }
+        for (k, (n, d)) in &self.samples {
+            let _ = writeln!(s, "  DISAGREE {k} x{n}: e.g. {d}");
+        }
+        s
+    }
+}
+
+/// SplitMix64: a small, well-known seeded generator (no extra dependency).
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    let v = std::env::var(name).ok()?;
+    let v = v.trim();
+    match v.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => v.parse().ok(),
+    }
+}
+
+#[test]
+fn random_load_store_words() {
+    let seed = env_u64("KVM_NISV_DECODE_SEED").unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0x6b76_6d2d_6e69_7376)
+    });
+    let count = env_u64("KVM_NISV_DECODE_COUNT").unwrap_or(10_000_000);
+    eprintln!("random_load_store_words: KVM_NISV_DECODE_SEED={seed:#x} count={count}");
+    let mut rng = SplitMix64(seed);
+    let mut tally = Tally::default();
+    for i in 0..count {
+        let r = rng.next();
+        // One word in 256 from the DC ZVA family (any Rt) and its neighbours
+        // in the SYS space; the rest from the load/store space.
+        let word = if i % 256 == 0 {
+            0xd50b_7420 ^ ((r as u32) & 0x0000_f0ff)
+        } else {
+            ((r as u32) | 0x0800_0000) & !0x0200_0000
+        };
+        tally.add(word);
+    }
+    let report = tally.report(&format!("random (seed {seed:#x})"));
+    eprintln!("{report}");
+    assert_eq!(tally.disagree, 0, "{report}");
+    assert!(tally.agree.len() >= 9, "too few classes seen: {report}");
+}
+
+/// Every word matching `pattern` under `mask` (the free bits enumerated).
+fn enumerate(mask: u32, pattern: u32, tally: &mut Tally) {
+    let free = !mask;
+    // Walk the subsets of `free` (Gosper-free subset enumeration).
+    let mut sub: u32 = 0;
+    loop {
+        tally.add(pattern | sub);
+        if sub == free {
+            break;
+        }
+        sub = (sub.wrapping_sub(free)) & free;
+    }
+}
+
+#[test]
+fn exhaustive_small_classes() {
+    // (name, mask, pattern): the fixed bits of each class; the rest enumerated.
+    let classes: &[(&str, u32, u32)] = &[
+        // size 001000 o2 L o1 Rs o0 Rt2 Rn Rt: exclusives, ordered, CAS/CASP
+        // with Rn fixed to x2 (Rn only names the base) -> 2^22 words.
+        ("exclusive/ordered/cas", 0x3f00_03e0, 0x0800_0040),
+        // size 111000 A R 1 Rs o3 opc 00 Rn Rt with Rn = sp: atomics and LDAPR.
+        ("atomic/ldapr", 0x3fe0_0fe0, 0x3820_03e0),
+        // size 011001 opc 0 imm9 00 Rn Rt with Rt = x3: LDAPUR/STLUR.
+        ("ldapur/stlur", 0x3f20_0c1f, 0x1900_0003),
+        // 0 Q 0011010 L R 00000 opcode S size Rn Rt with Rn = x1: single
+        // structure and LDnR, no offset.
+        ("simd single", 0xbf80_03e0, 0x0d00_0020),
+        // 0 Q 0011011 L R Rm opcode S size Rn Rt with Rn = x1, Rt = v30.
+        ("simd single post", 0xbf80_03ff, 0x0d80_003e),
+        // 0 Q 0011000 L 000000 opcode size Rn Rt with Rn = sp: multiple
+        // structures, no offset.
+        ("simd multiple", 0xbf80_03e0, 0x0c00_03e0),
+        // 0 Q 0011001 L 0 Rm opcode size Rn Rt with Rn = x7.
+        ("simd multiple post", 0xbf80_03e0, 0x0c80_00e0),
+        // opc 011 V 00 imm19 Rt with Rt = x5: literals.
+        ("literal", 0x3b00_001f, 0x1800_0005),
+    ];
+    let mut total = Tally::default();
+    let mut report = String::new();
+    for &(name, mask, pattern) in classes {
+        let mut t = Tally::default();
+        enumerate(mask, pattern, &mut t);
+        report.push_str(&t.report(name));
+        total.merge(t);
+    }
+    // DC ZVA and every other register of the same SYS encoding family.
+    let mut t = Tally::default();
+    enumerate(0xffff_ffe0 & !0x0000_f000, 0xd50b_7420, &mut t);
+    report.push_str(&t.report("dc zva / sys c7, cX"));
+    total.merge(t);
+    eprintln!("{report}");
+    assert_eq!(total.disagree, 0, "{report}");
+}
+
+#[test]
+#[ignore = "walks 2^30 words; run by scripts/decode-exhaustive"]
+fn exhaustive_load_store_space() {
+    let threads: u32 = env_u64("KVM_NISV_DECODE_THREADS").map_or(2, |t| t.clamp(1, 64) as u32);
+    let start = std::time::Instant::now();
+    // The load/store space: bit 27 = 1, bit 25 = 0, the other 30 bits free.
+    let spread = |i: u32| -> u32 { (i & 0x01ff_ffff) | ((i & 0x0200_0000) << 1) | ((i >> 26) << 28) | 0x0800_0000 };
+    let chunks: u32 = 1024;
+    let next = std::sync::atomic::AtomicU32::new(0);
+    let tally = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut t = Tally::default();
+                    loop {
+                        let c = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if c >= chunks {
+                            break;
+                        }
+                        let per = (1u32 << 30) / chunks;
+                        for i in c * per..(c + 1) * per {
+                            t.add(spread(i));
+                        }
+                    }
+                    t
+                })
+            })
+            .collect();
+        let mut all = Tally::default();
+        for h in handles {
+            all.merge(h.join().expect("worker"));
+        }
+        all
+    });
+    let report = tally.report("exhaustive load/store space");
+    eprintln!("{report}elapsed: {:.1} s", start.elapsed().as_secs_f64());
+    assert_eq!(tally.words, 1 << 30);
+    assert_eq!(tally.disagree, 0, "{report}");
+}

@@ -1,0 +1,71 @@
+# Shared helpers for the kvm-nisv scripts. Source it; do not run it.
+# SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+
+# Repository root.
+KVM_NISV_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+export KVM_NISV_ROOT
+# Downloads and extracted kernels/headers live outside the work tree so that a
+# fresh clone on the same machine reuses them.
+export KVM_NISV_CACHE="${KVM_NISV_CACHE:-$HOME/.cache/kvm-nisv}"
+
+log() { printf '\033[1m[%s]\033[0m %s\n' "$(basename "$0")" "$*" >&2; }
+
+# Run a command as root (CI and the dev machines run as root; elsewhere use sudo).
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# apt_install PKG...: install the Debian packages that are not installed yet.
+apt_install() {
+    local missing=()
+    local p
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    log "installing ${missing[*]}"
+    apt_update_once
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+}
+
+# apt-get update at most once per hour (and after adding the arm64 architecture).
+apt_update_once() {
+    local stamp="$KVM_NISV_CACHE/apt-updated"
+    mkdir -p "$KVM_NISV_CACHE"
+    if [ -z "$(find "$stamp" -mmin -60 2>/dev/null)" ]; then
+        as_root apt-get update -q >&2
+        touch "$stamp"
+    fi
+}
+
+# Make arm64 packages visible to apt (kernel images are downloaded, not installed).
+ensure_arm64_arch() {
+    if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+        as_root dpkg --add-architecture arm64
+        rm -f "$KVM_NISV_CACHE/apt-updated"
+    fi
+}
+
+# The Rust toolchain pieces every script needs.
+ensure_rust() {
+    if ! command -v cargo >/dev/null 2>&1; then
+        if [ -x "$HOME/.cargo/bin/cargo" ]; then
+            export PATH="$HOME/.cargo/bin:$PATH"
+        else
+            # Debian 12's rustc (1.63) is too old for edition 2024: use rustup.
+            log "installing the stable Rust toolchain with rustup"
+            apt_install curl ca-certificates
+            curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal >&2
+            export PATH="$HOME/.cargo/bin:$PATH"
+        fi
+    fi
+    local have
+    have=$(rustup component list --installed 2>/dev/null)
+    for c in rustfmt clippy; do
+        grep -q "^$c" <<<"$have" || rustup component add "$c" >&2
+    done
+    have=$(rustup target list --installed 2>/dev/null)
+    for t in aarch64-unknown-linux-musl aarch64-unknown-none; do
+        grep -qx "$t" <<<"$have" || rustup target add "$t" >&2
+    done
+}
