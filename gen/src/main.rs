@@ -35,7 +35,8 @@ const BINDGEN_VERSION: &str = "0.73.2";
 const CLANG_TARGET: &str = "aarch64-unknown-linux-gnu";
 
 /// Markers delimiting the generated table in `docs/abi.md`.
-const TABLE_BEGIN: &str = "<!-- BEGIN GENERATED ABI TABLE: scripts/regen-bindings rewrites this section, do not edit -->";
+const TABLE_BEGIN: &str =
+    "<!-- BEGIN GENERATED ABI TABLE: scripts/regen-bindings rewrites this section, do not edit -->";
 const TABLE_END: &str = "<!-- END GENERATED ABI TABLE -->";
 
 /// Prefix of the C variables the fixture wrapper declares (libclang evaluates them).
@@ -88,7 +89,10 @@ fn parse_args() -> Result<Args, String> {
     let mut out = None;
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
-        let mut value = || it.next().ok_or_else(|| format!("{arg} needs a value\n{}", usage()));
+        let mut value = || {
+            it.next()
+                .ok_or_else(|| format!("{arg} needs a value\n{}", usage()))
+        };
         match arg.as_str() {
             "--headers" => {
                 let v = value()?;
@@ -535,12 +539,12 @@ fn fixture_items(oldest: &Path) -> Result<Vec<Item>, String> {
         ("kvm_device_attr", &["flags", "group", "attr", "addr"]),
         ("kvm_create_device", &["type", "fd", "flags"]),
         ("kvm_irq_level", &["irq", "level"]),
-        (
-            "kvm_irqfd",
-            &["fd", "gsi", "flags", "resamplefd", "pad"],
-        ),
+        ("kvm_irqfd", &["fd", "gsi", "flags", "resamplefd", "pad"]),
         ("user_pt_regs", &["regs", "sp", "pc", "pstate"]),
-        ("user_fpsimd_state", &["vregs", "fpsr", "fpcr", "__reserved"]),
+        (
+            "user_fpsimd_state",
+            &["vregs", "fpsr", "fpcr", "__reserved"],
+        ),
         (
             "kvm_regs",
             &["regs", "sp_el1", "elr_el1", "spsr", "fp_regs"],
@@ -602,7 +606,11 @@ fn evaluate(hdr: &Path, version: Version, items: &[Item]) -> Result<Vec<u64>, St
         let (_, lit) = stmt
             .rsplit_once('=')
             .ok_or_else(|| format!("no value in `{stmt}`"))?;
-        let digits: String = lit.trim().chars().take_while(char::is_ascii_digit).collect();
+        let digits: String = lit
+            .trim()
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
         let value: u64 = digits
             .parse()
             .map_err(|e| format!("unparsable value in `{stmt}`: {e}"))?;
@@ -684,7 +692,10 @@ fn doc_table(
         let _ = writeln!(out, "| item |{header} same |");
         let _ = writeln!(out, "| --- |{rule} --- |");
         for (i, item) in items.iter().enumerate().filter(|(_, it)| it.group == group) {
-            let cells: Vec<u64> = values.iter().filter_map(|vals| vals.get(i).copied()).collect();
+            let cells: Vec<u64> = values
+                .iter()
+                .filter_map(|vals| vals.get(i).copied())
+                .collect();
             let same = cells.windows(2).all(|w| w[0] == w[1]);
             let row = cells
                 .iter()
@@ -770,7 +781,11 @@ fn run() -> Result<(), String> {
         let path = hdr.join("include/linux/kvm.h");
         let text =
             std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        per_version.push(numeric_defines(&text).into_iter().collect::<BTreeMap<_, _>>());
+        per_version.push(
+            numeric_defines(&text)
+                .into_iter()
+                .collect::<BTreeMap<_, _>>(),
+        );
     }
     let (newest_exits, newest_caps) = exits_and_arm_caps(&newest_hdr)?;
     for name in newest_exits.iter().chain(&newest_caps) {
@@ -783,8 +798,8 @@ fn run() -> Result<(), String> {
     let versions: Vec<Version> = args.headers.iter().map(|(v, _)| *v).collect();
     let table = doc_table(&versions, &items, &all_values, &newer_only);
     let doc_path = args.repo.join("docs/abi.md");
-    let doc = std::fs::read_to_string(&doc_path)
-        .map_err(|e| format!("{}: {e}", doc_path.display()))?;
+    let doc =
+        std::fs::read_to_string(&doc_path).map_err(|e| format!("{}: {e}", doc_path.display()))?;
     write(&args.out, "docs/abi.md", &splice_table(&doc, &table)?)?;
     Ok(())
 }

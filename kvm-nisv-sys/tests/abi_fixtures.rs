@@ -157,6 +157,7 @@ macro_rules! consts {
 
 /// Every fixture item, computed from the public Rust API.
 #[allow(unused_unsafe)] // `field!` wraps every path in `unsafe`, needed only for unions.
+#[allow(clippy::vec_init_then_push)] // One push per item reads best here.
 fn rust_items() -> Vec<(String, u64)> {
     let mut v: Vec<(String, u64)> = Vec::new();
     consts!(
@@ -337,7 +338,7 @@ fn rust_items() -> Vec<(String, u64)> {
 
     #[cfg(feature = "ioctls")]
     for (name, nr) in all_ioctls() {
-        v.push((format!("ioctl:{name}"), nr as u64));
+        v.push((format!("ioctl:{name}"), nr));
     }
 
     // struct kvm_run.

@@ -131,11 +131,16 @@ pub mod kvm {
     use kvm_nisv::regs::{Reg, RegError, VcpuRegs};
     use vmm_sys_util::errno;
     use vmm_sys_util::ioctl::ioctl_with_ref;
-    use vmm_sys_util::{ioctl_ioc_nr, ioctl_iow_nr};
 
     // include/uapi/linux/kvm.h: #define KVM_ENABLE_CAP _IOW(KVMIO, 0xa3, struct kvm_enable_cap).
     // kvm-ioctls compiles its own number out on aarch64.
-    ioctl_iow_nr!(KVM_ENABLE_CAP, KVMIO, 0xa3, kvm_enable_cap);
+    mod nr {
+        #![allow(missing_docs)]
+        use kvm_bindings::*;
+        use vmm_sys_util::ioctl_iow_nr;
+        ioctl_iow_nr!(KVM_ENABLE_CAP, KVMIO, 0xa3, kvm_enable_cap);
+    }
+    use nr::KVM_ENABLE_CAP;
 
     /// Whether the kernel offers NISV exits and external-abort injection.
     /// Intended API: `kvm_nisv::cap`.

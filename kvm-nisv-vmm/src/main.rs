@@ -1,9 +1,29 @@
 // Copyright 2026 The kvm-nisv Authors.
 // SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
 
-//! kvm-nisv-vmm (placeholder until the VMM issue lands).
+//! The `kvm-nisv-vmm` binary.
+
+use clap::Parser;
+use kvm_nisv_vmm::cli::{Cli, Command};
 
 fn main() {
-    eprintln!("kvm-nisv-vmm: not implemented yet");
-    std::process::exit(2);
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        .format_target(false)
+        .init();
+    let cli = Cli::parse();
+    let status = match cli.command {
+        Command::Run(args) => run(&args),
+    };
+    std::process::exit(status);
+}
+
+#[cfg(target_arch = "aarch64")]
+fn run(args: &kvm_nisv_vmm::cli::RunArgs) -> i32 {
+    kvm_nisv_vmm::vm::run(args)
+}
+
+#[cfg(not(target_arch = "aarch64"))]
+fn run(_: &kvm_nisv_vmm::cli::RunArgs) -> i32 {
+    eprintln!("kvm-nisv-vmm: this build is not for aarch64; it runs guests only on arm64 Linux hosts with KVM");
+    kvm_nisv_vmm::vcpu::EXIT_VMM_ERROR
 }

@@ -260,7 +260,8 @@ pub struct VcpuControl {
     stop: AtomicBool,
     paused: Mutex<u32>,
     resumed: Condvar,
-    threads: Mutex<Vec<libc::pthread_t>>,
+    /// vCPU thread ids (`pthread_t`, an integer on glibc and a pointer on musl).
+    threads: Mutex<Vec<usize>>,
 }
 
 fn kick_signal() -> libc::c_int {
@@ -291,7 +292,7 @@ impl VcpuControl {
     pub fn register_current_thread(&self) {
         // SAFETY: pthread_self has no preconditions.
         let me = unsafe { libc::pthread_self() };
-        self.threads.lock().unwrap_or_else(|e| e.into_inner()).push(me);
+        self.threads.lock().unwrap_or_else(|e| e.into_inner()).push(me as usize);
     }
 
     /// Send the kick signal to every registered vCPU thread except the caller.
@@ -299,6 +300,7 @@ impl VcpuControl {
         // SAFETY: pthread_self has no preconditions.
         let me = unsafe { libc::pthread_self() };
         for &t in self.threads.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            let t = t as libc::pthread_t;
             // SAFETY: pthread_equal only compares ids.
             if unsafe { libc::pthread_equal(t, me) } != 0 {
                 continue;

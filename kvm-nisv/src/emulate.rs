@@ -556,7 +556,7 @@ impl Emulator {
                         Err(f) => {
                             if problem.is_none() {
                                 problem = Some(Problem::Fault(GuestFault {
-                                    va: pva,
+                                    va: if insn.op == Op::ZeroBlock { addr } else { pva },
                                     fault: f,
                                     write: kind == AccessKind::Write,
                                     from_el: el,
@@ -586,22 +586,47 @@ impl Emulator {
                         }));
                     }
                 }
-                let is_ram = ram.is_ram(t.ipa, len);
-                if problem.is_none() && !is_ram && !bus_contains(bus, t.ipa, len) {
-                    problem = Some(Problem::NoDevice {
-                        va: pva,
-                        ipa: first_missing(ram, bus, t.ipa, len),
-                    });
+                // Target of each byte: one RAM or device piece normally; a
+                // translation whose bytes mix RAM and devices (a DC ZVA block,
+                // a memslot ending inside a page) is cut into runs.
+                let mut runs: Vec<(usize, usize, bool)> = Vec::new();
+                if ram.is_ram(t.ipa, len) {
+                    runs.push((0, len, true));
+                } else if bus.contains(t.ipa, len) {
+                    runs.push((0, len, false));
+                } else {
+                    for i in 0..len {
+                        let a = t.ipa.wrapping_add(i as u64);
+                        let is_ram = if ram.is_ram(a, 1) {
+                            true
+                        } else if bus.contains(a, 1) {
+                            false
+                        } else {
+                            if problem.is_none() {
+                                problem = Some(Problem::NoDevice {
+                                    va: pva.wrapping_add(i as u64),
+                                    ipa: a,
+                                });
+                            }
+                            break;
+                        };
+                        match runs.last_mut() {
+                            Some(r) if r.2 == is_ram => r.1 += 1,
+                            _ => runs.push((i, 1, is_ram)),
+                        }
+                    }
                 }
                 if let Some(u) = t.update {
                     updates.push(u);
                 }
-                plan.pieces.push(Piece {
-                    off,
-                    len,
-                    ipa: t.ipa,
-                    ram: is_ram,
-                });
+                for (roff, rlen, is_ram) in runs {
+                    plan.pieces.push(Piece {
+                        off: off + roff,
+                        len: rlen,
+                        ipa: t.ipa.wrapping_add(roff as u64),
+                        ram: is_ram,
+                    });
+                }
                 off += len;
             }
             plans.push(plan);
@@ -847,18 +872,6 @@ fn consistent(insn: &Insn) -> bool {
         _ => true,
     };
     sizes_ok && base_ok && offset_ok && wb_ok && op_ok && vec_ok
-}
-
-fn bus_contains<B: MmioBus>(bus: &B, ipa: u64, len: usize) -> bool {
-    bus.contains(ipa, len)
-}
-
-/// The first byte of `[ipa, ipa + len)` that is neither RAM nor a device.
-fn first_missing<M: GuestRam, B: MmioBus>(ram: &M, bus: &B, ipa: u64, len: usize) -> u64 {
-    (0..len as u64)
-        .map(|i| ipa.wrapping_add(i))
-        .find(|&a| !ram.is_ram(a, 1) && !bus.contains(a, 1))
-        .unwrap_or(ipa)
 }
 
 /// The value a store takes from a register slot (low `size` bytes).

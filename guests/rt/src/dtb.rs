@@ -36,7 +36,7 @@ impl<'a> Fdt<'a> {
     /// `addr` must be 0 or point to readable memory of at least the blob's
     /// `totalsize` bytes (at most 2 MiB).
     pub unsafe fn from_addr(addr: u64) -> Option<Self> {
-        if addr == 0 || addr % 4 != 0 {
+        if addr == 0 || !addr.is_multiple_of(4) {
             return None;
         }
         // SAFETY: the caller guarantees the header is readable.
@@ -141,7 +141,11 @@ mod heapless_path {
         }
 
         pub fn len(&self) -> usize {
-            if self.0.is_empty() { 0 } else { self.0.split('/').count() }
+            if self.0.is_empty() {
+                0
+            } else {
+                self.0.split('/').count()
+            }
         }
 
         pub fn component(&self, i: usize) -> Option<&'a [u8]> {

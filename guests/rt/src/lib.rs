@@ -13,7 +13,7 @@
 //! ([`testdev`]), stage-1 page tables ([`mmu`]), the device tree's bootargs
 //! ([`dtb`]), a "run one instruction from a given register state and capture the
 //! state afterwards" primitive ([`run`]), a load/store instruction generator
-//! ([`gen`]) and the run-twice differential engine built on them ([`engine`]).
+//! ([`insn`]) and the run-twice differential engine built on them ([`engine`]).
 
 #![no_std]
 #![deny(missing_docs)]
@@ -21,7 +21,7 @@
 pub mod boot;
 pub mod dtb;
 pub mod engine;
-pub mod gen;
+pub mod insn;
 pub mod mmu;
 pub mod psci;
 pub mod rng;
@@ -77,7 +77,9 @@ pub fn dtb_addr() -> u64 {
 pub fn bootargs() -> &'static str {
     // SAFETY: the VMM passes the address of a device tree it placed in RAM
     // (docs/guest-interface.md); `from_addr` checks the magic and size first.
-    unsafe { dtb::Fdt::from_addr(dtb_addr()) }.and_then(|f| f.bootargs()).unwrap_or("")
+    unsafe { dtb::Fdt::from_addr(dtb_addr()) }
+        .and_then(|f| f.bootargs())
+        .unwrap_or("")
 }
 
 /// Called by `_start` with the boot x0.

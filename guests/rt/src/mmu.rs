@@ -113,7 +113,9 @@ fn alloc(gran: Granule) -> Result<u64, MapError> {
     // SAFETY: single-threaded; NEXT and POOL are only used by this module.
     unsafe {
         let next = &mut *NEXT.get();
-        let start = next.checked_next_multiple_of(size).ok_or(MapError::NoTables)?;
+        let start = next
+            .checked_next_multiple_of(size)
+            .ok_or(MapError::NoTables)?;
         let end = start.checked_add(size).ok_or(MapError::NoTables)?;
         if end > POOL_SIZE {
             return Err(MapError::NoTables);
@@ -128,7 +130,10 @@ fn alloc(gran: Granule) -> Result<u64, MapError> {
 impl Tables {
     /// Empty tables for `gran`.
     pub fn new(gran: Granule) -> Result<Self, MapError> {
-        Ok(Self { gran, root: alloc(gran)? })
+        Ok(Self {
+            gran,
+            root: alloc(gran)?,
+        })
     }
 
     /// The granule.
@@ -139,7 +144,7 @@ impl Tables {
     /// Maps `size` bytes at `va` to `pa` with `attr`, using blocks where aligned.
     pub fn map(&mut self, va: u64, pa: u64, size: u64, attr: Attr) -> Result<(), MapError> {
         let pg = self.gran.page();
-        if va % pg != 0 || pa % pg != 0 || size % pg != 0 {
+        if !va.is_multiple_of(pg) || !pa.is_multiple_of(pg) || !size.is_multiple_of(pg) {
             return Err(MapError::Unaligned);
         }
         let mut off = 0;
@@ -159,12 +164,16 @@ impl Tables {
             let idx = (va >> shift) & ((1 << g.bits()) - 1);
             let entry = (table + idx * 8) as *mut u64;
             let span = 1u64 << shift;
-            let leaf_ok = level == 3 || (g.block_ok(level) && va % span == 0 && pa % span == 0 && left >= span);
+            let leaf_ok = level == 3
+                || (g.block_ok(level)
+                    && va.is_multiple_of(span)
+                    && pa.is_multiple_of(span)
+                    && left >= span);
             // SAFETY: `table` is a table from the pool and idx < entries.
             let old = unsafe { entry.read_volatile() };
             if leaf_ok {
                 let lo = match attr {
-                    Attr::Normal => (0 << 2) | (0b11 << 8),
+                    Attr::Normal => 0b11 << 8, // AttrIndx 0, inner shareable
                     Attr::Device => (1 << 2) | (1 << 53) | (1 << 54),
                 } | (1 << 10);
                 let kind = if level == 3 { 0b11 } else { 0b01 };
@@ -197,7 +206,8 @@ impl Tables {
             Granule::K4 => 0b00,
             Granule::K64 => 0b01,
         };
-        let tcr = self.gran.t0sz() | (0b01 << 8) | (0b01 << 10) | (0b11 << 12) | (tg0 << 14) | (1 << 23);
+        let tcr =
+            self.gran.t0sz() | (0b01 << 8) | (0b01 << 10) | (0b11 << 12) | (tg0 << 14) | (1 << 23);
         // SAFETY: the tables identity-map this program's code, data and stack
         // (the callers map RAM), so execution continues at the same addresses.
         unsafe {
@@ -228,16 +238,8 @@ pub const RAM_MAP: (u64, u64) = (0x8000_0000, 0x4000_0000);
 /// (the 2 MiB around 0x7FF0_0000) with `window`.
 pub fn standard(gran: Granule, window: Attr) -> Result<Tables, MapError> {
     let mut t = Tables::new(gran)?;
-    match gran {
-        Granule::K4 => {
-            t.map(0x0800_0000, 0x0800_0000, 0x0220_0000, Attr::Device)?;
-            t.map(0x7FE0_0000, 0x7FE0_0000, 0x20_0000, window)?;
-        }
-        Granule::K64 => {
-            t.map(0x0800_0000, 0x0800_0000, 0x0220_0000, Attr::Device)?;
-            t.map(0x7FE0_0000, 0x7FE0_0000, 0x20_0000, window)?;
-        }
-    }
+    t.map(0x0800_0000, 0x0800_0000, 0x0220_0000, Attr::Device)?;
+    t.map(0x7FE0_0000, 0x7FE0_0000, 0x20_0000, window)?;
     t.map(RAM_MAP.0, RAM_MAP.0, RAM_MAP.1, Attr::Normal)?;
     Ok(t)
 }

@@ -46,7 +46,15 @@ pub struct Frame {
 impl Frame {
     /// An all-zero frame.
     pub const fn zero() -> Self {
-        Self { x: [0; 31], sp_el0: 0, elr: 0, spsr: 0, esr: 0, far: 0, v: [0; 32] }
+        Self {
+            x: [0; 31],
+            sp_el0: 0,
+            elr: 0,
+            spsr: 0,
+            esr: 0,
+            far: 0,
+            v: [0; 32],
+        }
     }
 
     /// The exception class, ESR_EL1.EC.
@@ -81,7 +89,7 @@ pub struct RunState {
     pub v: [u128; 32],
 }
 
-/// SPSR M[3:0] for EL1t, plus D, A, I, F masked.
+/// SPSR `M[3:0]` for EL1t, plus D, A, I, F masked.
 pub const SPSR_EL1T_MASKED: u64 = 0b0100 | (0xf << 6);
 
 /// SCTLR_EL1.EE: big-endian data at EL1 (and big-endian stage-1 table walks).
@@ -92,7 +100,15 @@ pub const SCTLR_M: u64 = 1;
 impl RunState {
     /// An all-zero state.
     pub const fn zero() -> Self {
-        Self { x: [0; 31], sp: 0, elr: 0, spsr: 0, sctlr: 0, pad: 0, v: [0; 32] }
+        Self {
+            x: [0; 31],
+            sp: 0,
+            elr: 0,
+            spsr: 0,
+            sctlr: 0,
+            pad: 0,
+            v: [0; 32],
+        }
     }
 
     /// Stores general register values, byte-swapping them when `sctlr` selects
@@ -189,16 +205,33 @@ extern "C" fn rt_exception(frame: &mut Frame, kind: u64) -> u64 {
         // SAFETY: single-threaded; `expect_fault` reads it after `f` returns.
         let slot = unsafe { &mut *FAULT.get() };
         if slot.is_none() {
-            *slot = Some(Fault { esr: frame.esr, far: frame.far, elr: frame.elr });
+            *slot = Some(Fault {
+                esr: frame.esr,
+                far: frame.far,
+                elr: frame.elr,
+            });
         }
         frame.elr = frame.elr.wrapping_add(4);
         return 0;
     }
-    println!("UNEXPECTED EXCEPTION: vector {} ESR {:#x} (EC {:#x}) FAR {:#x} ELR {:#x} SPSR {:#x}",
-        kind, frame.esr, frame.ec(), frame.far, frame.elr, frame.spsr);
+    println!(
+        "UNEXPECTED EXCEPTION: vector {} ESR {:#x} (EC {:#x}) FAR {:#x} ELR {:#x} SPSR {:#x}",
+        kind,
+        frame.esr,
+        frame.ec(),
+        frame.far,
+        frame.elr,
+        frame.spsr
+    );
     for i in (0..31).step_by(2) {
         if i + 1 < 31 {
-            println!("  x{:<2} {:#018x}  x{:<2} {:#018x}", i, frame.x[i], i + 1, frame.x[i + 1]);
+            println!(
+                "  x{:<2} {:#018x}  x{:<2} {:#018x}",
+                i,
+                frame.x[i],
+                i + 1,
+                frame.x[i + 1]
+            );
         } else {
             println!("  x{:<2} {:#018x}", i, frame.x[i]);
         }

@@ -40,7 +40,11 @@ pub fn has_gran64() -> bool {
 /// The DC ZVA block size in bytes, or `None` when DCZID_EL0.DZP prohibits it.
 pub fn dczva_block() -> Option<u64> {
     let d = read_sysreg!("dczid_el0");
-    if d & 0x10 != 0 { None } else { Some(4u64 << (d & 0xf)) }
+    if d & 0x10 != 0 {
+        None
+    } else {
+        Some(4u64 << (d & 0xf))
+    }
 }
 
 /// The smallest data cache line (CTR_EL0.DminLine) in bytes.

@@ -97,7 +97,10 @@ static LAST: crate::Global<[u64; 3]> = crate::Global::new([u64::MAX; 3]);
 pub fn setup(ram_addr: u64, offset: u64, len: u64) {
     // SAFETY: single-threaded; only this function uses LAST.
     let last = unsafe { &mut *LAST.get() };
-    for (i, (reg, v)) in [(ADDR, ram_addr), (OFFSET, offset), (LEN, len)].into_iter().enumerate() {
+    for (i, (reg, v)) in [(ADDR, ram_addr), (OFFSET, offset), (LEN, len)]
+        .into_iter()
+        .enumerate()
+    {
         if last[i] != v {
             write(reg, v);
             last[i] = v;

@@ -69,7 +69,13 @@ fn slot_name(e: &Element, f: &mut Formatter<'_>) -> fmt::Result {
 
 /// Whether GPR transfers of this element use X registers.
 fn is_x(e: &Element) -> bool {
-    matches!(e.reg, RegSlot::Gpr { ext: LoadExt::Sign64, .. }) || e.size == 8
+    matches!(
+        e.reg,
+        RegSlot::Gpr {
+            ext: LoadExt::Sign64,
+            ..
+        }
+    ) || e.size == 8
 }
 
 /// The register number of an element.
@@ -248,11 +254,11 @@ impl Insn {
         let mut nregs = 0usize;
         for e in elems {
             let r = slot_reg(e);
-            if !regs.iter().take(nregs).any(|&x| x == r) {
-                if let Some(slot) = regs.get_mut(nregs) {
-                    *slot = r;
-                    nregs += 1;
-                }
+            if !regs.iter().take(nregs).any(|&x| x == r)
+                && let Some(slot) = regs.get_mut(nregs)
+            {
+                *slot = r;
+                nregs += 1;
             }
         }
         let regs = regs.get(..nregs).unwrap_or(&[]);
@@ -417,12 +423,7 @@ impl Display for Insn {
                 let order = order_suffix(self.acquire, self.release);
                 if self.elements.len() == 2 {
                     let s2 = s.wrapping_add(1) % 32;
-                    write!(
-                        f,
-                        "casp{order} {}, {}, ",
-                        Gpr { n: s, x },
-                        Gpr { n: s2, x }
-                    )?;
+                    write!(f, "casp{order} {}, {}, ", Gpr { n: s, x }, Gpr { n: s2, x })?;
                     slot_name(&e, f)?;
                     f.write_str(", ")?;
                     slot_name(&self.second(), f)?;

@@ -429,8 +429,10 @@ fn pair(word: u32) -> Option<Insn> {
 /// (pair): `size 001000 o2 L o1 Rs o0 Rt2 Rn Rt`.
 ///
 /// Fields the encoding diagrams show as `(1)` (Rs or Rt2 of the forms that do not
-/// use them) must be all ones: other values are CONSTRAINED UNPREDICTABLE and we
-/// take the permitted UNDEFINED.
+/// use them) should be all ones. Other values are CONSTRAINED UNPREDICTABLE; the
+/// word reached us through a data abort, so the CPU did not treat it as
+/// UNDEFINED, and we take the other permitted behaviour: decode as if the field
+/// were all ones (the field is ignored). See docs/decoder.md.
 fn exclusive(word: u32) -> Option<Insn> {
     let size = bits(word, 31, 30);
     let o2 = bit(word, 23);
@@ -450,14 +452,8 @@ fn exclusive(word: u32) -> Option<Insn> {
     match (o2, o1) {
         // LDXR/LDAXR/STXR/STLXR (B/H/W/X).
         (false, false) => {
-            if t2 != 31 {
-                return None;
-            }
             let bytes = 1u8 << size;
             let op = if l {
-                if s != 31 {
-                    return None;
-                }
                 Op::LoadExclusive
             } else {
                 // Unpredictable_DATAOVERLAP (s == t) and Unpredictable_BASEOVERLAP
@@ -478,7 +474,7 @@ fn exclusive(word: u32) -> Option<Insn> {
         (false, true) if size >= 0b10 => {
             let bytes = if size == 0b11 { 8u8 } else { 4 };
             let op = if l {
-                if s != 31 || t == t2 {
+                if t == t2 {
                     return None;
                 }
                 Op::LoadExclusive
@@ -499,6 +495,7 @@ fn exclusive(word: u32) -> Option<Insn> {
         // CASP/CASPA/CASPL/CASPAL (size = 0x, sz = bit 30).
         (false, true) => {
             // Rs or Rt odd: UNDEFINED (CASP decode).
+            // Rt2 is a fixed 11111 here (not a should-be-one field).
             if t2 != 31 || s & 1 == 1 || t & 1 == 1 {
                 return None;
             }
@@ -519,9 +516,6 @@ fn exclusive(word: u32) -> Option<Insn> {
         }
         // LDAR/STLR/LDLAR/STLLR (B/H/W/X).
         (true, false) => {
-            if s != 31 || t2 != 31 {
-                return None;
-            }
             let bytes = 1u8 << size;
             let op = if l { Op::Load } else { Op::Store };
             let form = if o0 {
@@ -538,6 +532,7 @@ fn exclusive(word: u32) -> Option<Insn> {
         }
         // CAS/CASA/CASL/CASAL (B/H/W/X).
         (true, true) => {
+            // Rt2 is a fixed 11111 here (not a should-be-one field).
             if t2 != 31 {
                 return None;
             }
@@ -584,8 +579,9 @@ fn atomic(word: u32) -> Option<Insn> {
         (false, 0b110) => AtomicOp::Umax,
         (false, 0b111) => AtomicOp::Umin,
         (true, 0b000) => AtomicOp::Swp,
-        // LDAPR/LDAPRB/LDAPRH: A = 1, R = 0, Rs = (1)(1)(1)(1)(1).
-        (true, 0b100) if a && !r && s == 31 => {
+        // LDAPR/LDAPRB/LDAPRH: A = 1, R = 0, Rs = (1)(1)(1)(1)(1), a
+        // should-be-one field ignored as in `exclusive`.
+        (true, 0b100) if a && !r => {
             let mut b = Builder::new(
                 word,
                 Class::GprSingle,
@@ -659,13 +655,7 @@ fn simd_multiple(word: u32) -> Option<Insn> {
     let lanes = datasize / ebytes;
 
     let op = if load { Op::Load } else { Op::Store };
-    let mut b = Builder::new(
-        word,
-        Class::SimdMultiple,
-        op,
-        base_sp(n),
-        Form::Structure,
-    );
+    let mut b = Builder::new(word, Class::SimdMultiple, op, base_sp(n), Form::Structure);
     let mut offs: u16 = 0;
     for r in 0..rpt {
         for e in 0..lanes {

@@ -7,7 +7,7 @@
 //!
 //! Encodings follow the Arm ARM (DDI 0487), section C4.1.66 "Loads and Stores"
 //! and the instruction pages in C6/C7 (LDR/STR immediate, register and unscaled,
-//! LDP/STP/LDPSW/LDNP/STNP, LDXR/STXR/LDXP/STXP/LDAR/STLR, LD<op>/SWP, CAS/CASP,
+//! LDP/STP/LDPSW/LDNP/STNP, LDXR/STXR/LDXP/STXP/LDAR/STLR, `LD<op>`/SWP, CAS/CASP,
 //! LD1-LD4/ST1-ST4 multiple and single structure, LD1R-LD4R, DC ZVA).
 //!
 //! Every case avoids the CONSTRAINED UNPREDICTABLE register combinations the
@@ -295,7 +295,11 @@ impl Case {
 
 /// Picks the base register: SP one time in eight when `sp_ok`.
 fn pick_base(rng: &mut Rng, regs: &mut Regs, sp_ok: bool) -> u8 {
-    if sp_ok && rng.chance(1, 8) { 31 } else { regs.pick(rng, false) }
+    if sp_ok && rng.chance(1, 8) {
+        31
+    } else {
+        regs.pick(rng, false)
+    }
 }
 
 /// Generates a case of `class`.
@@ -312,8 +316,15 @@ pub fn generate(rng: &mut Rng, class: Class, f: &Features) -> Case {
             let rn = pick_base(rng, &mut regs, true);
             let load = rng.chance(1, 2);
             let rt = regs.pick(rng, true);
-            c.words[0] = (size << 30) | (0b001000 << 24) | (1 << 23) | (u32::from(load) << 22)
-                | (31 << 16) | (1 << 15) | (31 << 10) | (u32::from(rn) << 5) | u32::from(rt);
+            c.words[0] = (size << 30)
+                | (0b001000 << 24)
+                | (1 << 23)
+                | (u32::from(load) << 22)
+                | (31 << 16)
+                | (1 << 15)
+                | (31 << 10)
+                | (u32::from(rn) << 5)
+                | u32::from(rt);
             c.rn = rn;
             c.len = 1 << size;
             c.align = c.len;
@@ -333,8 +344,16 @@ pub fn generate(rng: &mut Rng, class: Class, f: &Features) -> Case {
             let rt = regs.pick(rng, true);
             let a = rng.below(2) as u32;
             let r = rng.below(2) as u32;
-            c.words[0] = (size << 30) | (0b111000 << 24) | (a << 23) | (r << 22) | (1 << 21)
-                | (u32::from(rs) << 16) | (o3 << 15) | (opc << 12) | (u32::from(rn) << 5) | u32::from(rt);
+            c.words[0] = (size << 30)
+                | (0b111000 << 24)
+                | (a << 23)
+                | (r << 22)
+                | (1 << 21)
+                | (u32::from(rs) << 16)
+                | (o3 << 15)
+                | (opc << 12)
+                | (u32::from(rn) << 5)
+                | u32::from(rt);
             c.rn = rn;
             c.len = 1 << size;
             c.align = c.len;
@@ -347,14 +366,25 @@ pub fn generate(rng: &mut Rng, class: Class, f: &Features) -> Case {
             let rt = regs.pick(rng, true);
             let l = rng.below(2) as u32;
             let o0 = rng.below(2) as u32;
-            c.words[0] = (size << 30) | (0b0010001 << 23) | (l << 22) | (1 << 21) | (u32::from(rs) << 16)
-                | (o0 << 15) | (31 << 10) | (u32::from(rn) << 5) | u32::from(rt);
+            c.words[0] = (size << 30)
+                | (0b0010001 << 23)
+                | (l << 22)
+                | (1 << 21)
+                | (u32::from(rs) << 16)
+                | (o0 << 15)
+                | (31 << 10)
+                | (u32::from(rn) << 5)
+                | u32::from(rt);
             c.rn = rn;
             c.len = 1 << size;
             c.align = c.len;
             c.elem = c.len;
             if rs != 31 && rng.chance(1, 2) {
-                c.fixups[0] = Fixup { reg: rs, size: c.len as u8, off: 0 };
+                c.fixups[0] = Fixup {
+                    reg: rs,
+                    size: c.len as u8,
+                    off: 0,
+                };
                 c.nfix = 1;
             }
         }
@@ -365,16 +395,31 @@ pub fn generate(rng: &mut Rng, class: Class, f: &Features) -> Case {
             let rn = pick_base(rng, &mut regs, true);
             let l = rng.below(2) as u32;
             let o0 = rng.below(2) as u32;
-            c.words[0] = (sz << 30) | (0b0010000 << 23) | (l << 22) | (1 << 21) | (u32::from(rs) << 16)
-                | (o0 << 15) | (31 << 10) | (u32::from(rn) << 5) | u32::from(rt);
+            c.words[0] = (sz << 30)
+                | (0b0010000 << 23)
+                | (l << 22)
+                | (1 << 21)
+                | (u32::from(rs) << 16)
+                | (o0 << 15)
+                | (31 << 10)
+                | (u32::from(rn) << 5)
+                | u32::from(rt);
             c.rn = rn;
             let e = 4u64 << sz;
             c.len = 2 * e;
             c.align = c.len;
             c.elem = c.len;
             if rng.chance(1, 2) {
-                c.fixups[0] = Fixup { reg: rs, size: e as u8, off: 0 };
-                c.fixups[1] = Fixup { reg: rs + 1, size: e as u8, off: e as u8 };
+                c.fixups[0] = Fixup {
+                    reg: rs,
+                    size: e as u8,
+                    off: 0,
+                };
+                c.fixups[1] = Fixup {
+                    reg: rs + 1,
+                    size: e as u8,
+                    off: e as u8,
+                };
                 c.nfix = 2;
             }
         }
@@ -420,16 +465,30 @@ fn gpr_single(rng: &mut Rng, c: &mut Case, regs: &mut Regs) {
     c.elem = c.len;
     match c.class {
         Class::GprImm => {
-            let imm12 = if rng.chance(1, 2) { rng.below(16) } else { rng.below(4096) } as u32;
+            let imm12 = if rng.chance(1, 2) {
+                rng.below(16)
+            } else {
+                rng.below(4096)
+            } as u32;
             c.words[0] = base | (0b111001 << 24) | (imm12 << 10);
             c.addr_off = u64::from(imm12) << size;
         }
         Class::GprReg => {
             let option = OPTIONS[rng.below(4) as usize];
             let s = rng.below(2) as u32;
-            let rm = if rng.chance(1, 10) { 31 } else { regs.pick(rng, false) };
+            let rm = if rng.chance(1, 10) {
+                31
+            } else {
+                regs.pick(rng, false)
+            };
             let shift = if s == 1 { size } else { 0 };
-            c.words[0] = base | (0b111000 << 24) | (1 << 21) | (u32::from(rm) << 16) | (option << 13) | (s << 12) | (0b10 << 10);
+            c.words[0] = base
+                | (0b111000 << 24)
+                | (1 << 21)
+                | (u32::from(rm) << 16)
+                | (option << 13)
+                | (s << 12)
+                | (0b10 << 10);
             if rm == 31 {
                 c.addr_off = 0;
             } else {
@@ -455,7 +514,11 @@ fn fp_single(rng: &mut Rng, c: &mut Case, regs: &mut Regs) {
     // 0..=3: B/H/S/D (size = k, opc 0x), 4: Q (size 00, opc 1x).
     let k = rng.below(5) as u32;
     let load = rng.chance(1, 2) as u32;
-    let (size, opc, scale) = if k == 4 { (0, 0b10 | load, 4) } else { (k, load, k) };
+    let (size, opc, scale) = if k == 4 {
+        (0, 0b10 | load, 4)
+    } else {
+        (k, load, k)
+    };
     let rn = pick_base(rng, regs, true);
     let rt = rng.below(32) as u32;
     let base = (size << 30) | (opc << 22) | (u32::from(rn) << 5) | rt;
@@ -464,16 +527,30 @@ fn fp_single(rng: &mut Rng, c: &mut Case, regs: &mut Regs) {
     c.elem = c.len;
     match c.class {
         Class::FpImm => {
-            let imm12 = if rng.chance(1, 2) { rng.below(16) } else { rng.below(4096) } as u32;
+            let imm12 = if rng.chance(1, 2) {
+                rng.below(16)
+            } else {
+                rng.below(4096)
+            } as u32;
             c.words[0] = base | (0b111101 << 24) | (imm12 << 10);
             c.addr_off = u64::from(imm12) << scale;
         }
         Class::FpReg => {
             let option = OPTIONS[rng.below(4) as usize];
             let s = rng.below(2) as u32;
-            let rm = if rng.chance(1, 10) { 31 } else { regs.pick(rng, false) };
+            let rm = if rng.chance(1, 10) {
+                31
+            } else {
+                regs.pick(rng, false)
+            };
             let shift = if s == 1 { scale } else { 0 };
-            c.words[0] = base | (0b111100 << 24) | (1 << 21) | (u32::from(rm) << 16) | (option << 13) | (s << 12) | (0b10 << 10);
+            c.words[0] = base
+                | (0b111100 << 24)
+                | (1 << 21)
+                | (u32::from(rm) << 16)
+                | (option << 13)
+                | (s << 12)
+                | (0b10 << 10);
             if rm == 31 {
                 c.addr_off = 0;
             } else {
@@ -507,7 +584,11 @@ fn pair(rng: &mut Rng, c: &mut Case, regs: &mut Regs) {
     } else {
         (0b10, 8)
     };
-    let idx = if nt { 0b00 } else { [0b01u32, 0b10, 0b11][rng.below(3) as usize] };
+    let idx = if nt {
+        0b00
+    } else {
+        [0b01u32, 0b10, 0b11][rng.below(3) as usize]
+    };
     let wb = idx == 0b01 || idx == 0b11;
     let rn = pick_base(rng, regs, true);
     let (rt, rt2) = if fp {
@@ -526,16 +607,31 @@ fn pair(rng: &mut Rng, c: &mut Case, regs: &mut Regs) {
         }
         let mut a = a;
         if load && !wb && rn != 31 && rng.chance(1, 16) {
-            if rng.chance(1, 2) { a = rn } else { b = rn }
+            if rng.chance(1, 2) {
+                a = rn
+            } else {
+                b = rn
+            }
             c.base_loaded = true;
         }
         (a, b)
     };
     let imm7 = rng.range_i64(-64, 63);
-    c.words[0] = (opc << 30) | (0b101 << 27) | (u32::from(fp) << 26) | (idx << 23) | (u32::from(load) << 22)
-        | (((imm7 as u32) & 0x7f) << 15) | (u32::from(rt2) << 10) | (u32::from(rn) << 5) | u32::from(rt);
+    c.words[0] = (opc << 30)
+        | (0b101 << 27)
+        | (u32::from(fp) << 26)
+        | (idx << 23)
+        | (u32::from(load) << 22)
+        | (((imm7 as u32) & 0x7f) << 15)
+        | (u32::from(rt2) << 10)
+        | (u32::from(rn) << 5)
+        | u32::from(rt);
     c.rn = rn;
-    c.addr_off = if idx == 0b01 { 0 } else { (imm7 * esize as i64) as u64 };
+    c.addr_off = if idx == 0b01 {
+        0
+    } else {
+        (imm7 * esize as i64) as u64
+    };
     c.len = 2 * esize;
     c.elem = esize;
 }
@@ -570,7 +666,8 @@ fn multiple(rng: &mut Rng, c: &mut Case, regs: &mut Regs) {
     let rn = pick_base(rng, regs, true);
     let rt = rng.below(32) as u32;
     let post = rng.chance(1, 2);
-    let mut w = (q << 30) | (load << 22) | (opcode << 12) | (size << 10) | (u32::from(rn) << 5) | rt;
+    let mut w =
+        (q << 30) | (load << 22) | (opcode << 12) | (size << 10) | (u32::from(rn) << 5) | rt;
     if post {
         let rm = post_reg(rng, c, regs);
         w |= (0b0011001 << 23) | (rm << 16);
@@ -610,7 +707,14 @@ fn single(rng: &mut Rng, c: &mut Case, regs: &mut Regs) {
     };
     let rn = pick_base(rng, regs, true);
     let rt = rng.below(32) as u32;
-    let mut w = (q << 30) | (load << 22) | (r << 21) | (opcode << 13) | (s << 12) | (size << 10) | (u32::from(rn) << 5) | rt;
+    let mut w = (q << 30)
+        | (load << 22)
+        | (r << 21)
+        | (opcode << 13)
+        | (s << 12)
+        | (size << 10)
+        | (u32::from(rn) << 5)
+        | rt;
     if rng.chance(1, 2) {
         let rm = post_reg(rng, c, regs);
         w |= (0b0011011 << 23) | (rm << 16);
@@ -628,8 +732,14 @@ fn exclusive(rng: &mut Rng, c: &mut Case, regs: &mut Regs) {
     let rn = pick_base(rng, regs, true);
     let rt = regs.pick(rng, true);
     let a = rng.below(2) as u32;
-    c.words[0] = (size << 30) | (0b001000 << 24) | (1 << 22) | (31 << 16) | (a << 15) | (31 << 10)
-        | (u32::from(rn) << 5) | u32::from(rt);
+    c.words[0] = (size << 30)
+        | (0b001000 << 24)
+        | (1 << 22)
+        | (31 << 16)
+        | (a << 15)
+        | (31 << 10)
+        | (u32::from(rn) << 5)
+        | u32::from(rt);
     c.rn = rn;
     c.len = 1 << size;
     c.align = c.len;
@@ -639,10 +749,19 @@ fn exclusive(rng: &mut Rng, c: &mut Case, regs: &mut Regs) {
         // one just loaded.
         // Ws is never the zero register: with Rt also XZR that would be Rs == Rt.
         let rs = regs.pick(rng, false);
-        let rt2 = if rng.chance(1, 4) { rt } else { regs.pick(rng, true) };
+        let rt2 = if rng.chance(1, 4) {
+            rt
+        } else {
+            regs.pick(rng, true)
+        };
         let l = rng.below(2) as u32;
-        c.words[1] = (size << 30) | (0b001000 << 24) | (u32::from(rs) << 16) | (l << 15) | (31 << 10)
-            | (u32::from(rn) << 5) | u32::from(rt2);
+        c.words[1] = (size << 30)
+            | (0b001000 << 24)
+            | (u32::from(rs) << 16)
+            | (l << 15)
+            | (31 << 10)
+            | (u32::from(rn) << 5)
+            | u32::from(rt2);
         c.nwords = 2;
     }
 }
@@ -653,8 +772,16 @@ fn exclusive_pair(rng: &mut Rng, c: &mut Case, regs: &mut Regs) {
     let rt = regs.pick(rng, false);
     let rt2 = regs.pick(rng, false);
     let a = rng.below(2) as u32;
-    c.words[0] = (1 << 31) | (sz << 30) | (0b001000 << 24) | (1 << 22) | (1 << 21) | (31 << 16) | (a << 15)
-        | (u32::from(rt2) << 10) | (u32::from(rn) << 5) | u32::from(rt);
+    c.words[0] = (1 << 31)
+        | (sz << 30)
+        | (0b001000 << 24)
+        | (1 << 22)
+        | (1 << 21)
+        | (31 << 16)
+        | (a << 15)
+        | (u32::from(rt2) << 10)
+        | (u32::from(rn) << 5)
+        | u32::from(rt);
     c.rn = rn;
     let e = 4u64 << sz;
     c.len = 2 * e;
@@ -662,10 +789,21 @@ fn exclusive_pair(rng: &mut Rng, c: &mut Case, regs: &mut Regs) {
     c.elem = c.len;
     if rng.chance(3, 4) {
         let rs = regs.pick(rng, false);
-        let (s1, s2) = if rng.chance(1, 4) { (rt, rt2) } else { (regs.pick(rng, true), regs.pick(rng, true)) };
+        let (s1, s2) = if rng.chance(1, 4) {
+            (rt, rt2)
+        } else {
+            (regs.pick(rng, true), regs.pick(rng, true))
+        };
         let l = rng.below(2) as u32;
-        c.words[1] = (1 << 31) | (sz << 30) | (0b001000 << 24) | (1 << 21) | (u32::from(rs) << 16) | (l << 15)
-            | (u32::from(s2) << 10) | (u32::from(rn) << 5) | u32::from(s1);
+        c.words[1] = (1 << 31)
+            | (sz << 30)
+            | (0b001000 << 24)
+            | (1 << 21)
+            | (u32::from(rs) << 16)
+            | (l << 15)
+            | (u32::from(s2) << 10)
+            | (u32::from(rn) << 5)
+            | u32::from(s1);
         c.nwords = 2;
     }
 }

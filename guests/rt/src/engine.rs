@@ -1,0 +1,533 @@
+// Copyright 2026 The kvm-nisv Authors.
+// SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+
+//! The run-twice differential engine: the CPU is the oracle.
+//!
+//! A case from [`crate::insn`] is written into a code buffer (followed by
+//! `svc #SVC_DONE`) and run twice from the same register state, memory contents
+//! and code: once with its base register pointing into a RAM region, once
+//! pointing into a region of identical shape whose middle page is the test
+//! device's data window (so the accesses exit to the VMM as KVM_EXIT_ARM_NISV or
+//! KVM_EXIT_MMIO and are emulated). The two final states (x0-x30, SP_EL0, q0-q31,
+//! NZCV, ESR/ELR) and the memory regions must be identical, apart from the base
+//! register, which differs by the constant distance between the regions.
+//!
+//! A region is `pre` bytes, one device-sized `page`, and `post` bytes. On the
+//! device side `pre` and `post` are RAM (an alias mapping, or the RAM that
+//! physically follows the window at 0x8000_0000) so page-straddling accesses hit
+//! RAM on one side and the device on the other.
+
+use crate::insn::{self, Case, Class, Features};
+use crate::rng::Rng;
+use crate::run::{self, Frame, RunState, SPSR_EL1T_MASKED, SVC_WORD};
+use crate::{Global, print, println, sysreg, testdev};
+
+/// The largest region page the engine supports (the 64 KiB granule).
+pub const MAX_PAGE: usize = 0x1_0000;
+const MAX_REGION: usize = 3 * MAX_PAGE;
+
+#[repr(C, align(65536))]
+struct Buf<const N: usize>([u8; N]);
+
+static RAMSIDE: Global<Buf<MAX_REGION>> = Global::new(Buf([0; MAX_REGION]));
+static DEVSIDE: Global<Buf<{ 2 * MAX_PAGE }>> = Global::new(Buf([0; 2 * MAX_PAGE]));
+static MASTER: Global<Buf<MAX_REGION>> = Global::new(Buf([0; MAX_REGION]));
+static DEVBUF: Global<Buf<MAX_PAGE>> = Global::new(Buf([0; MAX_PAGE]));
+
+#[repr(C, align(64))]
+struct Code([u32; 16]);
+static CODE: Global<Code> = Global::new(Code([0; 16]));
+
+/// Physical address of the RAM-run region buffer (3 × [`MAX_PAGE`], 64 KiB aligned).
+pub fn ramside_pa() -> u64 {
+    RAMSIDE.get() as u64
+}
+
+/// Physical addresses of two RAM pages (each [`MAX_PAGE`], 64 KiB aligned) that a
+/// guest maps before and after the device page in an alias layout.
+pub fn devside_pa() -> (u64, u64) {
+    let b = DEVSIDE.get() as u64;
+    (b, b + MAX_PAGE as u64)
+}
+
+/// Where the two runs of a case happen.
+#[derive(Clone, Copy, Debug)]
+pub struct Layout {
+    /// A name for reports.
+    pub name: &'static str,
+    /// VA of the RAM-run region (contiguous RAM of `pre + page + post` bytes).
+    pub ram_va: u64,
+    /// VA of the device-run region.
+    pub dev_va: u64,
+    /// Bytes of RAM before the device page (device side).
+    pub pre: u64,
+    /// Bytes of the device page.
+    pub page: u64,
+    /// Bytes of RAM after the device page (device side).
+    pub post: u64,
+    /// Offset of the device page in the data window.
+    pub dev_off: u64,
+    /// Both regions have Device memory attributes (or the MMU is off): every
+    /// element access must be aligned to its size.
+    pub device_attrs: bool,
+    /// SCTLR_EL1 while a case runs.
+    pub sctlr: u64,
+}
+
+impl Layout {
+    fn region(&self) -> u64 {
+        self.pre + self.page + self.post
+    }
+
+    /// True when a case runs with other SCTLR_EL1.M/EE than the runtime's own.
+    fn special(&self) -> bool {
+        let m = run::SCTLR_M | run::SCTLR_EE;
+        self.sctlr & m != run::canonical_sctlr() & m
+    }
+
+    /// The RAM-run region with the MMU off: identity, from [`ramside_pa`].
+    pub fn identity(page: u64, sctlr: u64, device_attrs: bool, name: &'static str) -> Self {
+        Self {
+            name,
+            ram_va: ramside_pa(),
+            dev_va: testdev::WINDOW + testdev::WINDOW_SIZE - page,
+            pre: 0,
+            page,
+            post: SCRATCH,
+            dev_off: testdev::WINDOW_SIZE - page,
+            device_attrs,
+            sctlr,
+        }
+    }
+}
+
+/// Bytes of scratch RAM at 0x8000_0000 (the image's first bytes, see link.ld)
+/// used as the RAM after the window in identity layouts.
+pub const SCRATCH: u64 = 0x100;
+
+/// Address of the scratch RAM (the start of RAM).
+pub const SCRATCH_BASE: u64 = 0x8000_0000;
+
+/// Outcome of one case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Both runs ended identically.
+    Match,
+    /// The RAM run did not complete (it faulted): nothing to compare.
+    Skipped,
+    /// The runs differ.
+    Mismatch,
+}
+
+/// Per-class counters.
+#[derive(Clone, Copy, Debug)]
+pub struct Stats {
+    /// Cases compared (the RAM run completed).
+    pub ran: [u32; insn::ALL.len()],
+    /// Cases skipped (the RAM run faulted).
+    pub skipped: [u32; insn::ALL.len()],
+    /// Mismatches.
+    pub mismatches: [u32; insn::ALL.len()],
+}
+
+impl Stats {
+    /// Zero counters.
+    pub const fn new() -> Self {
+        Self {
+            ran: [0; insn::ALL.len()],
+            skipped: [0; insn::ALL.len()],
+            mismatches: [0; insn::ALL.len()],
+        }
+    }
+
+    /// Total compared cases.
+    pub fn total_ran(&self) -> u64 {
+        self.ran.iter().map(|&v| u64::from(v)).sum()
+    }
+
+    /// Total mismatches.
+    pub fn total_mismatches(&self) -> u64 {
+        self.mismatches.iter().map(|&v| u64::from(v)).sum()
+    }
+
+    /// Total skipped cases.
+    pub fn total_skipped(&self) -> u64 {
+        self.skipped.iter().map(|&v| u64::from(v)).sum()
+    }
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The engine.
+#[derive(Debug)]
+pub struct Engine {
+    /// Where cases run.
+    pub layout: Layout,
+    /// What the generator may use.
+    pub feat: Features,
+    /// Counters.
+    pub stats: Stats,
+    /// Full dumps still allowed (each mismatch dump costs UART exits).
+    pub dumps_left: u32,
+    /// Skipped-case reports still allowed.
+    pub skip_reports_left: u32,
+    cases: u64,
+}
+
+fn bytes(addr: u64, len: u64) -> &'static mut [u8] {
+    // SAFETY: every caller passes one of this module's buffers, or RAM the
+    // layout maps (alias pages, the scratch at 0x8000_0000), with a length
+    // inside it; the engine is single-threaded.
+    unsafe { core::slice::from_raw_parts_mut(addr as *mut u8, len as usize) }
+}
+
+impl Engine {
+    /// An engine for `layout`. Panics (a guest bug, not guest data) if the layout
+    /// is larger than the buffers.
+    pub fn new(layout: Layout, feat: Features, seed: u64) -> Self {
+        assert!(
+            layout.page as usize <= MAX_PAGE
+                && layout.pre as usize <= MAX_PAGE
+                && layout.post as usize <= MAX_PAGE
+        );
+        let mut e = Self {
+            layout,
+            feat,
+            stats: Stats::new(),
+            dumps_left: 3,
+            skip_reports_left: 5,
+            cases: 0,
+        };
+        e.refill(&mut Rng::new(seed ^ 0x5eed));
+        e
+    }
+
+    fn refill(&mut self, rng: &mut Rng) {
+        let m = bytes(MASTER.get() as u64, self.layout.region());
+        for chunk in m.chunks_mut(8) {
+            let v = rng.next_u64().to_le_bytes();
+            chunk.copy_from_slice(&v[..chunk.len()]);
+        }
+    }
+
+    /// True when `class` can run in this layout with these features.
+    pub fn supports(&self, class: Class) -> bool {
+        if class.needs_lse() && !self.feat.lse {
+            return false;
+        }
+        if class == Class::DcZva {
+            // DC ZVA to any type of Device memory is an Alignment fault (Arm ARM,
+            // DC ZVA), so it only compares like with like: Normal memory on both
+            // sides, or the MMU off on both sides. The classes guests check the
+            // Device case separately.
+            let both_same = !self.layout.device_attrs || self.layout.sctlr & run::SCTLR_M == 0;
+            return self.feat.zva.is_some_and(|bs| bs <= self.layout.page) && both_same;
+        }
+        true
+    }
+
+    /// Generates and runs one case of `class`.
+    pub fn run_class(&mut self, rng: &mut Rng, class: Class) -> Verdict {
+        let c = insn::generate(rng, class, &self.feat);
+        self.run_case(rng, &c)
+    }
+
+    /// Runs `c` twice and compares.
+    pub fn run_case(&mut self, rng: &mut Rng, c: &Case) -> Verdict {
+        let l = self.layout;
+        self.cases += 1;
+        if self.cases.is_multiple_of(32) {
+            self.refill(rng);
+        }
+        let region = l.region();
+        // Placement of the access in the region.
+        let a = if l.device_attrs {
+            c.align.max(c.elem)
+        } else {
+            c.align
+        }
+        .max(1);
+        let len = c.len;
+        let inside = |rng: &mut Rng| l.pre + rng.below(l.page.saturating_sub(len) + 1);
+        let mut t = match rng.below(4) {
+            0 if l.pre > 0 && len > 1 => l.pre - 1 - rng.below(len - 1),
+            1 if l.post > 0 && len > 1 => l.pre + l.page - 1 - rng.below(len - 1),
+            _ => inside(rng),
+        };
+        t &= !(a - 1);
+        if t + len > region {
+            t = (region - len) & !(a - 1);
+        }
+        let master = bytes(MASTER.get() as u64, region);
+        // Registers read from memory (CAS compare values).
+        let mut x = c.x;
+        for f in c.fixups.iter().take(c.nfix) {
+            let o = (t + u64::from(f.off)) as usize;
+            let mut v = [0u8; 8];
+            if let (Some(src), Some(dst)) = (
+                master.get(o..o + usize::from(f.size)),
+                v.get_mut(..usize::from(f.size)),
+            ) {
+                dst.copy_from_slice(src);
+            }
+            if let Some(r) = x.get_mut(usize::from(f.reg)) {
+                *r = u64::from_le_bytes(v);
+            }
+        }
+        // Code.
+        let code = CODE.get() as *mut u32;
+        let mut n = 0;
+        for w in c
+            .words
+            .iter()
+            .take(c.nwords)
+            .chain(core::iter::once(&SVC_WORD))
+        {
+            // SAFETY: at most 3 words into a 16-word buffer.
+            unsafe { code.add(n).write_volatile(*w) };
+            n += 1;
+        }
+        sysreg::sync_icache(code as u64, 4 * n as u64);
+        // Memory, RAM side and device side.
+        bytes(l.ram_va, region).copy_from_slice(master);
+        let (mpre, rest) = master.split_at(l.pre as usize);
+        let (mpage, mpost) = rest.split_at(l.page as usize);
+        bytes(l.dev_va, l.pre).copy_from_slice(mpre);
+        bytes(l.dev_va + l.pre + l.page, l.post).copy_from_slice(mpost);
+        let devbuf = DEVBUF.get() as u64;
+        bytes(devbuf, l.page).copy_from_slice(mpage);
+        testdev::setup(devbuf, l.dev_off, l.page);
+        testdev::command(testdev::CMD_TO_DEVICE);
+        // Register state.
+        let ram_base = l.ram_va.wrapping_add(t).wrapping_sub(c.addr_off);
+        let delta = l.dev_va.wrapping_sub(l.ram_va);
+        let mut st = RunState::zero();
+        st.elr = code as u64;
+        st.spsr = SPSR_EL1T_MASKED | c.nzcv;
+        st.sctlr = l.sctlr;
+        st.v = c.v;
+        let state_for = |base: u64| {
+            let mut s = st;
+            let mut xx = x;
+            let mut sp = c.sp;
+            if c.rn == 31 {
+                sp = base;
+            } else if let Some(r) = xx.get_mut(usize::from(c.rn)) {
+                *r = base;
+            }
+            s.sp = sp;
+            s.store_x(&xx);
+            s
+        };
+        let special = l.special();
+        if special {
+            self.flush(code as u64);
+        }
+        let o1 = run::run(&state_for(ram_base));
+        let o2 = run::run(&state_for(ram_base.wrapping_add(delta)));
+        testdev::command(testdev::CMD_FROM_DEVICE);
+        if special {
+            self.flush(code as u64);
+        }
+        let ci = class_index(c.class);
+        if !o1.done() {
+            bump(&mut self.stats.skipped, ci);
+            if self.skip_reports_left > 0 {
+                self.skip_reports_left -= 1;
+                println!(
+                    "{}: skipped {} {:08x} {:08x} (RAM run faulted: ESR {:#x} FAR {:#x} ELR {:#x})",
+                    l.name,
+                    c.class.name(),
+                    c.words[0],
+                    if c.nwords > 1 { c.words[1] } else { 0 },
+                    o1.esr,
+                    o1.far,
+                    o1.elr
+                );
+            }
+            return Verdict::Skipped;
+        }
+        bump(&mut self.stats.ran, ci);
+        let mem_ok = {
+            let ram = bytes(l.ram_va, region);
+            let (rpre, rrest) = ram.split_at(l.pre as usize);
+            let (rpage, rpost) = rrest.split_at(l.page as usize);
+            rpre == bytes(l.dev_va, l.pre)
+                && rpage == bytes(devbuf, l.page)
+                && rpost == bytes(l.dev_va + l.pre + l.page, l.post)
+        };
+        let regs_ok = same_regs(c, &o1, &o2, delta);
+        if mem_ok && regs_ok {
+            return Verdict::Match;
+        }
+        bump(&mut self.stats.mismatches, ci);
+        self.report(c, t, &x, &o1, &o2, delta, mem_ok);
+        Verdict::Mismatch
+    }
+
+    fn flush(&self, code: u64) {
+        let l = &self.layout;
+        sysreg::clean_inval(l.ram_va, l.region());
+        sysreg::clean_inval(l.dev_va, l.pre);
+        sysreg::clean_inval(l.dev_va + l.pre + l.page, l.post);
+        sysreg::clean_inval(code, 64);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn report(
+        &mut self,
+        c: &Case,
+        t: u64,
+        x0: &[u64; 31],
+        o1: &Frame,
+        o2: &Frame,
+        delta: u64,
+        mem_ok: bool,
+    ) {
+        let l = &self.layout;
+        print!("MISMATCH [{}] {} words", l.name, c.class.name());
+        for w in c.words.iter().take(c.nwords) {
+            print!(" {:08x}", w);
+        }
+        println!(
+            " base {} offset-in-region {:#x} delta {:#x}",
+            reg_name(c.rn),
+            t,
+            delta
+        );
+        println!(
+            "  ram: ESR {:#x} ELR {:#x} NZCV {:#x} SP {:#x}",
+            o1.esr,
+            o1.elr,
+            o1.spsr >> 28,
+            o1.sp_el0
+        );
+        println!(
+            "  dev: ESR {:#x} ELR {:#x} NZCV {:#x} SP {:#x} FAR {:#x}",
+            o2.esr,
+            o2.elr,
+            o2.spsr >> 28,
+            o2.sp_el0,
+            o2.far
+        );
+        let full = self.dumps_left > 0;
+        self.dumps_left = self.dumps_left.saturating_sub(1);
+        for (i, init) in x0.iter().enumerate() {
+            let (a, b) = (o1.x[i], o2.x[i]);
+            let b_adj = if i == usize::from(c.rn) && !c.base_loaded {
+                b.wrapping_sub(delta)
+            } else {
+                b
+            };
+            if a != b_adj || full {
+                println!(
+                    "  x{:<2} init {:#018x} ram {:#018x} dev {:#018x}{}",
+                    i,
+                    init,
+                    a,
+                    b,
+                    if a != b_adj { "  <--" } else { "" }
+                );
+            }
+        }
+        for i in 0..32 {
+            if o1.v[i] != o2.v[i] {
+                println!(
+                    "  q{:<2} init {:#034x} ram {:#034x} dev {:#034x}  <--",
+                    i, c.v[i], o1.v[i], o2.v[i]
+                );
+            }
+        }
+        if !mem_ok {
+            let region = l.region();
+            let ram = bytes(l.ram_va, region);
+            let mut shown = 0;
+            for (i, r) in ram.iter().enumerate() {
+                let i = i as u64;
+                let d = if i < l.pre {
+                    bytes(l.dev_va + i, 1)[0]
+                } else if i < l.pre + l.page {
+                    bytes(DEVBUF.get() as u64 + i - l.pre, 1)[0]
+                } else {
+                    bytes(l.dev_va + i, 1)[0]
+                };
+                if *r != d {
+                    if shown < 16 {
+                        let m = bytes(MASTER.get() as u64 + i, 1)[0];
+                        println!(
+                            "  mem +{:#x}: init {:02x} ram {:02x} dev {:02x}",
+                            i, m, r, d
+                        );
+                    }
+                    shown += 1;
+                }
+            }
+            println!("  {} memory bytes differ", shown);
+        }
+    }
+
+    /// Prints the per-class counters.
+    pub fn print_stats(&self) {
+        for (i, c) in insn::ALL.iter().enumerate() {
+            let (r, s, m) = (
+                self.stats.ran[i],
+                self.stats.skipped[i],
+                self.stats.mismatches[i],
+            );
+            if r + s + m > 0 {
+                println!(
+                    "  {:<22} compared {:>7} mismatches {:>4} skipped {:>4}",
+                    c.name(),
+                    r,
+                    m,
+                    s
+                );
+            }
+        }
+    }
+}
+
+fn bump(a: &mut [u32; insn::ALL.len()], i: usize) {
+    if let Some(v) = a.get_mut(i) {
+        *v += 1;
+    }
+}
+
+fn class_index(c: Class) -> usize {
+    c.index()
+}
+
+fn reg_name(r: u8) -> &'static str {
+    const N: [&str; 32] = [
+        "x0", "x1", "x2", "x3", "x4", "x5", "x6", "x7", "x8", "x9", "x10", "x11", "x12", "x13",
+        "x14", "x15", "x16", "x17", "x18", "x19", "x20", "x21", "x22", "x23", "x24", "x25", "x26",
+        "x27", "x28", "x29", "x30", "sp",
+    ];
+    N.get(usize::from(r)).copied().unwrap_or("?")
+}
+
+fn same_regs(c: &Case, o1: &Frame, o2: &Frame, delta: u64) -> bool {
+    if o1.esr != o2.esr || o1.elr != o2.elr || o1.spsr != o2.spsr || o1.v != o2.v {
+        return false;
+    }
+    for i in 0..31 {
+        let b = if i == usize::from(c.rn) && !c.base_loaded {
+            o2.x[i].wrapping_sub(delta)
+        } else {
+            o2.x[i]
+        };
+        if o1.x[i] != b {
+            return false;
+        }
+    }
+    let sp = if c.rn == 31 {
+        o2.sp_el0.wrapping_sub(delta)
+    } else {
+        o2.sp_el0
+    };
+    o1.sp_el0 == sp
+}
