@@ -112,7 +112,11 @@ pub fn translate(regs: &mut dyn VcpuRegs, ram: &dyn GuestRam, va: u64) -> Result
     let s1 = Stage1Regs::read(regs).map_err(|e| e.to_string())?;
     let pstate = regs.get(Reg::Pstate).map_err(|e| e.to_string())?;
     // PSTATE.M[3:2] is the exception level (SPSR layout, Arm ARM C5.2.18).
-    let el = if (pstate >> 2) & 3 == 0 { El::El0 } else { El::El1 };
+    let el = if (pstate >> 2) & 3 == 0 {
+        El::El0
+    } else {
+        El::El1
+    };
     stage1::translate(&s1, va, AccessKind::Read, el, ram)
         .map(|t| t.ipa)
         .map_err(|f| f.to_string())
@@ -153,7 +157,10 @@ pub mod kvm {
 
     /// Enable `KVM_CAP_ARM_NISV_TO_USER` on the VM (Documentation/virt/kvm/api.rst 7.18).
     pub fn enable_nisv(vm: &VmFd) -> Result<(), errno::Error> {
-        let cap = kvm_enable_cap { cap: KVM_CAP_ARM_NISV_TO_USER, ..Default::default() };
+        let cap = kvm_enable_cap {
+            cap: KVM_CAP_ARM_NISV_TO_USER,
+            ..Default::default()
+        };
         // SAFETY: `vm` is a VM fd and the kernel reads exactly one kvm_enable_cap, which lives
         // for the duration of the call.
         let ret = unsafe { ioctl_with_ref(vm, KVM_ENABLE_CAP(), &cap) };
@@ -192,7 +199,10 @@ pub mod kvm {
         use std::mem::offset_of;
         let pt = offset_of!(kvm_regs, regs);
         Some(match reg {
-            Reg::X(n @ 0..=30) => core_id(pt + offset_of!(user_pt_regs, regs) + 8 * usize::from(n), KVM_REG_SIZE_U64),
+            Reg::X(n @ 0..=30) => core_id(
+                pt + offset_of!(user_pt_regs, regs) + 8 * usize::from(n),
+                KVM_REG_SIZE_U64,
+            ),
             Reg::X(_) => return None,
             Reg::SpEl0 => core_id(pt + offset_of!(user_pt_regs, sp), KVM_REG_SIZE_U64),
             Reg::Pc => core_id(pt + offset_of!(user_pt_regs, pc), KVM_REG_SIZE_U64),
@@ -217,7 +227,9 @@ pub mod kvm {
     fn vreg_id(n: u8) -> u64 {
         use std::mem::offset_of;
         core_id(
-            offset_of!(kvm_regs, fp_regs) + offset_of!(user_fpsimd_state, vregs) + 16 * usize::from(n),
+            offset_of!(kvm_regs, fp_regs)
+                + offset_of!(user_fpsimd_state, vregs)
+                + 16 * usize::from(n),
             KVM_REG_SIZE_U128,
         )
     }
@@ -232,21 +244,32 @@ pub mod kvm {
             let mut b = [0u8; N];
             self.0
                 .get_one_reg(id, &mut b)
-                .map_err(|source| RegError::Ioctl { op: "KVM_GET_ONE_REG", reg: what, id, source })?;
+                .map_err(|source| RegError::Ioctl {
+                    op: "KVM_GET_ONE_REG",
+                    reg: what,
+                    id,
+                    source,
+                })?;
             Ok(b)
         }
         fn set_raw(&self, id: u64, what: String, b: &[u8]) -> Result<(), RegError> {
             self.0
                 .set_one_reg(id, b)
                 .map(|_| ())
-                .map_err(|source| RegError::Ioctl { op: "KVM_SET_ONE_REG", reg: what, id, source })
+                .map_err(|source| RegError::Ioctl {
+                    op: "KVM_SET_ONE_REG",
+                    reg: what,
+                    id,
+                    source,
+                })
         }
     }
 
     impl VcpuRegs for KvmRegs<'_> {
         fn get(&mut self, reg: Reg) -> Result<u64, RegError> {
             let id = reg_id(reg).ok_or_else(|| RegError::Invalid(format!("{reg:?}")))?;
-            self.get_raw::<8>(id, format!("{reg:?}")).map(u64::from_le_bytes)
+            self.get_raw::<8>(id, format!("{reg:?}"))
+                .map(u64::from_le_bytes)
         }
         fn set(&mut self, reg: Reg, value: u64) -> Result<(), RegError> {
             let id = reg_id(reg).ok_or_else(|| RegError::Invalid(format!("{reg:?}")))?;
@@ -256,7 +279,8 @@ pub mod kvm {
             if n > 31 {
                 return Err(RegError::Invalid(format!("V{n}")));
             }
-            self.get_raw::<16>(vreg_id(n), format!("V{n}")).map(u128::from_le_bytes)
+            self.get_raw::<16>(vreg_id(n), format!("V{n}"))
+                .map(u128::from_le_bytes)
         }
         fn set_v(&mut self, n: u8, value: u128) -> Result<(), RegError> {
             if n > 31 {
@@ -268,7 +292,6 @@ pub mod kvm {
 
     /// MPIDR_EL1's encoding (op0=3, op1=0, CRn=0, CRm=0, op2=5).
     pub const MPIDR_EL1: (u8, u8, u8, u8, u8) = (3, 0, 0, 0, 5);
-
 }
 
 #[cfg(test)]

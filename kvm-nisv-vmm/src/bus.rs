@@ -194,7 +194,10 @@ mod tests {
         }
         fn read(&mut self, offset: u64, data: &mut [u8]) -> Result<(), DeviceError> {
             if offset == 0xbad {
-                return Err(DeviceError::BadAccess { offset, len: data.len() });
+                return Err(DeviceError::BadAccess {
+                    offset,
+                    len: data.len(),
+                });
             }
             for (i, b) in data.iter_mut().enumerate() {
                 *b = (offset as u8).wrapping_add(i as u8);
@@ -209,7 +212,10 @@ mod tests {
     }
 
     fn probe(name: &'static str) -> Arc<Mutex<Probe>> {
-        Arc::new(Mutex::new(Probe { name, log: Vec::new() }))
+        Arc::new(Mutex::new(Probe {
+            name,
+            log: Vec::new(),
+        }))
     }
 
     #[test]
@@ -223,7 +229,10 @@ mod tests {
         bus.read(0x1010, &mut d).unwrap();
         assert_eq!(d, [0x10, 0x11, 0x12, 0x13]);
         bus.write(0x2ff8, &[9; 8]).unwrap();
-        assert_eq!(a.lock().unwrap().log, vec![(false, 0x10, vec![0x10, 0x11, 0x12, 0x13])]);
+        assert_eq!(
+            a.lock().unwrap().log,
+            vec![(false, 0x10, vec![0x10, 0x11, 0x12, 0x13])]
+        );
         assert_eq!(b.lock().unwrap().log, vec![(true, 0xff8, vec![9; 8])]);
         assert_eq!(bus.device_at(0x10ff), Some(("a", 0x1000)));
         assert_eq!(bus.device_at(0x1100), None);
@@ -238,10 +247,31 @@ mod tests {
         let mut bus = Bus::new();
         bus.insert(0x1000, 0x100, probe("a")).unwrap();
         let mut d = [0u8; 8];
-        assert_eq!(bus.read(0xfff, &mut d[..1]), Err(BusError::NoDevice { ipa: 0xfff, len: 1 }));
-        assert_eq!(bus.read(0x10fc, &mut d), Err(BusError::NoDevice { ipa: 0x10fc, len: 8 }));
-        assert_eq!(bus.write(0x1100, &d), Err(BusError::NoDevice { ipa: 0x1100, len: 8 }));
-        assert_eq!(bus.read(u64::MAX, &mut d), Err(BusError::NoDevice { ipa: u64::MAX, len: 8 }));
+        assert_eq!(
+            bus.read(0xfff, &mut d[..1]),
+            Err(BusError::NoDevice { ipa: 0xfff, len: 1 })
+        );
+        assert_eq!(
+            bus.read(0x10fc, &mut d),
+            Err(BusError::NoDevice {
+                ipa: 0x10fc,
+                len: 8
+            })
+        );
+        assert_eq!(
+            bus.write(0x1100, &d),
+            Err(BusError::NoDevice {
+                ipa: 0x1100,
+                len: 8
+            })
+        );
+        assert_eq!(
+            bus.read(u64::MAX, &mut d),
+            Err(BusError::NoDevice {
+                ipa: u64::MAX,
+                len: 8
+            })
+        );
     }
 
     #[test]
@@ -249,7 +279,10 @@ mod tests {
         let mut bus = Bus::new();
         bus.insert(0x0, 0x1000, probe("a")).unwrap();
         let mut d = [0u8; 2];
-        assert_eq!(bus.read(0xbad, &mut d), Err(BusError::DeviceError { ipa: 0xbad, len: 2 }));
+        assert_eq!(
+            bus.read(0xbad, &mut d),
+            Err(BusError::DeviceError { ipa: 0xbad, len: 2 })
+        );
     }
 
     #[test]
@@ -258,14 +291,20 @@ mod tests {
         bus.insert(0x1000, 0x1000, probe("a")).unwrap();
         for (base, len) in [(0x1800, 0x10), (0x800, 0x801), (0x0, 0x10000), (0x1fff, 1)] {
             assert!(
-                matches!(bus.insert(base, len, probe("b")), Err(BusSetupError::Overlap { .. })),
+                matches!(
+                    bus.insert(base, len, probe("b")),
+                    Err(BusSetupError::Overlap { .. })
+                ),
                 "{base:#x}+{len:#x}"
             );
         }
         // Adjacent on both sides is fine.
         bus.insert(0x800, 0x800, probe("below")).unwrap();
         bus.insert(0x2000, 0x10, probe("above")).unwrap();
-        assert!(matches!(bus.insert(0x5000, 0, probe("c")), Err(BusSetupError::InvalidRange { .. })));
+        assert!(matches!(
+            bus.insert(0x5000, 0, probe("c")),
+            Err(BusSetupError::InvalidRange { .. })
+        ));
         assert!(matches!(
             bus.insert(u64::MAX - 1, 4, probe("c")),
             Err(BusSetupError::InvalidRange { .. })

@@ -84,7 +84,9 @@ pub fn parse_mem(s: &str) -> Result<u64, String> {
         Some((i, 'g' | 'G')) => (&s[..i], 30),
         _ => (s, 0),
     };
-    let n: u64 = num.parse().map_err(|_| format!("`{s}` is not a size (examples: 256M, 1G)"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size (examples: 256M, 1G)"))?;
     let bytes = n
         .checked_mul(1u64 << shift)
         .ok_or_else(|| format!("`{s}` is too large"))?;
@@ -92,7 +94,10 @@ pub fn parse_mem(s: &str) -> Result<u64, String> {
         return Err(format!("at least {}M of RAM is needed", MIN_RAM_SIZE >> 20));
     }
     if bytes > MAX_RAM_SIZE {
-        return Err(format!("at most {}G of RAM fits the memory map", MAX_RAM_SIZE >> 30));
+        return Err(format!(
+            "at most {}G of RAM fits the memory map",
+            MAX_RAM_SIZE >> 30
+        ));
     }
     if bytes % (64 << 10) != 0 {
         return Err("the RAM size must be a multiple of 64K".into());
@@ -101,7 +106,9 @@ pub fn parse_mem(s: &str) -> Result<u64, String> {
 }
 
 fn parse_cpus(s: &str) -> Result<u8, String> {
-    let n: u8 = s.parse().map_err(|_| format!("`{s}` is not a vCPU count"))?;
+    let n: u8 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a vCPU count"))?;
     if n == 0 || u64::from(n) > MAX_VCPUS {
         return Err(format!("between 1 and {MAX_VCPUS} vCPUs"));
     }
@@ -138,8 +145,19 @@ mod tests {
     #[test]
     fn every_option() {
         let r = parse(&[
-            "-k", "g.bin", "--initrd", "i.gz", "--cmdline", "quiet", "--mem", "1G", "--cpus", "4",
-            "--on-nisv", "stop", "--trace-nisv",
+            "-k",
+            "g.bin",
+            "--initrd",
+            "i.gz",
+            "--cmdline",
+            "quiet",
+            "--mem",
+            "1G",
+            "--cpus",
+            "4",
+            "--on-nisv",
+            "stop",
+            "--trace-nisv",
         ])
         .unwrap();
         assert_eq!(r.initrd, Some(PathBuf::from("i.gz")));
@@ -148,16 +166,19 @@ mod tests {
         assert_eq!(r.cpus, 4);
         assert_eq!(r.on_nisv, Policy::Stop);
         assert!(r.trace_nisv);
-        assert_eq!(parse(&["-k", "x", "--on-nisv", "inject"]).unwrap().on_nisv, Policy::Inject);
+        assert_eq!(
+            parse(&["-k", "x", "--on-nisv", "inject"]).unwrap().on_nisv,
+            Policy::Inject
+        );
     }
 
     #[test]
     fn rejects_bad_values() {
         for bad in [
-            &["--mem", "256M"][..],                            // no kernel
-            &["-k", "x", "--mem", "4M"],                       // too small
-            &["-k", "x", "--mem", "100000G"],                  // too large
-            &["-k", "x", "--mem", "12345"],                    // not a multiple of 64K (and too small)
+            &["--mem", "256M"][..],           // no kernel
+            &["-k", "x", "--mem", "4M"],      // too small
+            &["-k", "x", "--mem", "100000G"], // too large
+            &["-k", "x", "--mem", "12345"],   // not a multiple of 64K (and too small)
             &["-k", "x", "--mem", "lots"],
             &["-k", "x", "--cpus", "0"],
             &["-k", "x", "--cpus", "200"],
@@ -173,8 +194,20 @@ mod tests {
 
     #[test]
     fn help_explains_each_option() {
-        let help = Cli::command().find_subcommand_mut("run").unwrap().render_long_help().to_string();
-        for opt in ["--kernel", "--initrd", "--cmdline", "--mem", "--cpus", "--on-nisv", "--trace-nisv"] {
+        let help = Cli::command()
+            .find_subcommand_mut("run")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        for opt in [
+            "--kernel",
+            "--initrd",
+            "--cmdline",
+            "--mem",
+            "--cpus",
+            "--on-nisv",
+            "--trace-nisv",
+        ] {
             assert!(help.contains(opt), "{opt} missing from:\n{help}");
         }
         assert!(help.contains("emulate") && help.contains("inject") && help.contains("stop"));

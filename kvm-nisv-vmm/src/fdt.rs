@@ -201,16 +201,25 @@ mod tests {
     }
 
     fn path_of(p: &[String]) -> String {
-        let s = p.iter().filter(|s| !s.is_empty()).cloned().collect::<Vec<_>>().join("/");
+        let s = p
+            .iter()
+            .filter(|s| !s.is_empty())
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("/");
         format!("/{s}")
     }
 
     fn u32s(v: &[u8]) -> Vec<u32> {
-        v.chunks(4).map(|c| u32::from_be_bytes(c.try_into().unwrap())).collect()
+        v.chunks(4)
+            .map(|c| u32::from_be_bytes(c.try_into().unwrap()))
+            .collect()
     }
 
     fn u64s(v: &[u8]) -> Vec<u64> {
-        v.chunks(8).map(|c| u64::from_be_bytes(c.try_into().unwrap())).collect()
+        v.chunks(8)
+            .map(|c| u64::from_be_bytes(c.try_into().unwrap()))
+            .collect()
     }
 
     fn cfg() -> FdtConfig {
@@ -229,13 +238,20 @@ mod tests {
         assert_eq!(root["compatible"], b"linux,dummy-virt\0");
         assert_eq!(u32s(&root["interrupt-parent"]), vec![GIC_PHANDLE]);
 
-        assert_eq!(u64s(&t["/memory@80000000"]["reg"]), vec![0x8000_0000, 256 << 20]);
+        assert_eq!(
+            u64s(&t["/memory@80000000"]["reg"]),
+            vec![0x8000_0000, 256 << 20]
+        );
 
         for (i, reg) in [(0, 0u64), (1, 1)] {
             let cpu = &t[&format!("/cpus/cpu@{i}")];
             assert_eq!(cpu["enable-method"], b"psci\0");
             assert_eq!(cpu["device_type"], b"cpu\0");
-            assert_eq!(u64s(&cpu["reg"]), vec![reg], "MPIDR affinity, without bit 31");
+            assert_eq!(
+                u64s(&cpu["reg"]),
+                vec![reg],
+                "MPIDR affinity, without bit 31"
+            );
         }
         assert!(!t.contains_key("/cpus/cpu@2"));
 
@@ -244,7 +260,10 @@ mod tests {
         assert!(psci["compatible"].starts_with(b"arm,psci-0.2\0"));
 
         let timer = &t["/timer"];
-        assert_eq!(u32s(&timer["interrupts"]), vec![1, 13, 4, 1, 14, 4, 1, 11, 4, 1, 10, 4]);
+        assert_eq!(
+            u32s(&timer["interrupts"]),
+            vec![1, 13, 4, 1, 14, 4, 1, 11, 4, 1, 10, 4]
+        );
 
         let gic = &t["/intc@8000000"];
         assert_eq!(gic["compatible"], b"arm,gic-v3\0");

@@ -83,7 +83,9 @@ pub struct GicRegs {
 
 impl std::fmt::Debug for GicRegs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GicRegs").field("frame", &self.frame).finish_non_exhaustive()
+        f.debug_struct("GicRegs")
+            .field("frame", &self.frame)
+            .finish_non_exhaustive()
     }
 }
 
@@ -131,7 +133,9 @@ impl GicRegs {
     /// The ISPENDR register that holds the latch a ICPENDR offset clears.
     fn pending_alias(&self, off: u64) -> Option<u64> {
         if self.is_dist() {
-            (GICD_ICPENDR..GICD_ICPENDR_END).contains(&off).then(|| off - (GICD_ICPENDR - GICD_ISPENDR))
+            (GICD_ICPENDR..GICD_ICPENDR_END)
+                .contains(&off)
+                .then(|| off - (GICD_ICPENDR - GICD_ISPENDR))
         } else {
             (off == GICR_ICPENDR0).then_some(GICR_ISPENDR0)
         }
@@ -175,20 +179,34 @@ impl GicRegs {
 
     /// A guest read of the 32-bit register at `offset` (4-byte aligned).
     pub fn read32(&self, offset: u64) -> Result<u32, DeviceError> {
-        let (group, attr, off) = self.locate(offset).ok_or(DeviceError::BadAccess { offset, len: 4 })?;
+        let (group, attr, off) = self
+            .locate(offset)
+            .ok_or(DeviceError::BadAccess { offset, len: 4 })?;
         // ICPENDR reads as the pending state, like ISPENDR (it is RAZ through the attributes).
         let attr = match self.pending_alias(off) {
             Some(ispendr) => attr - off + ispendr,
             None => attr,
         };
-        self.attrs.get(group, attr).map_err(|e| Self::err(offset, "KVM_GET_DEVICE_ATTR", e))
+        self.attrs
+            .get(group, attr)
+            .map_err(|e| Self::err(offset, "KVM_GET_DEVICE_ATTR", e))
     }
 
     /// A guest write of the 32-bit register at `offset` (4-byte aligned).
     pub fn write32(&self, offset: u64, val: u32) -> Result<(), DeviceError> {
-        let (group, attr, off) = self.locate(offset).ok_or(DeviceError::BadAccess { offset, len: 4 })?;
-        let get = |a| self.attrs.get(group, a).map_err(|e| Self::err(offset, "KVM_GET_DEVICE_ATTR", e));
-        let set = |a, v| self.attrs.set(group, a, v).map_err(|e| Self::err(offset, "KVM_SET_DEVICE_ATTR", e));
+        let (group, attr, off) = self
+            .locate(offset)
+            .ok_or(DeviceError::BadAccess { offset, len: 4 })?;
+        let get = |a| {
+            self.attrs
+                .get(group, a)
+                .map_err(|e| Self::err(offset, "KVM_GET_DEVICE_ATTR", e))
+        };
+        let set = |a, v| {
+            self.attrs
+                .set(group, a, v)
+                .map_err(|e| Self::err(offset, "KVM_SET_DEVICE_ATTR", e))
+        };
         match self.write_kind(off) {
             WriteKind::Plain => set(attr, val),
             WriteKind::Ignore => Ok(()),
@@ -294,19 +312,51 @@ mod kvm {
 
     /// Create and initialise the vGICv3 for `vcpus` vCPUs (all created already).
     pub fn create_vgic(vm: &VmFd, vcpus: u64) -> Result<DeviceFd, String> {
-        let mut dev = kvm_create_device { type_: kvm_device_type_KVM_DEV_TYPE_ARM_VGIC_V3, fd: 0, flags: 0 };
-        let fd = vm.create_device(&mut dev).map_err(|e| format!("KVM_CREATE_DEVICE(vgic-v3): {e}"))?;
+        let mut dev = kvm_create_device {
+            type_: kvm_device_type_KVM_DEV_TYPE_ARM_VGIC_V3,
+            fd: 0,
+            flags: 0,
+        };
+        let fd = vm
+            .create_device(&mut dev)
+            .map_err(|e| format!("KVM_CREATE_DEVICE(vgic-v3): {e}"))?;
         let dist: u64 = GIC_DIST_BASE;
         let redist: u64 = GIC_REDIST_BASE;
         let nr_irqs: u32 = GIC_NR_IRQS;
         let set = |group: u32, attr: u64, addr: u64, what: &str| {
-            let a = kvm_device_attr { group, attr, addr, flags: 0 };
-            fd.set_device_attr(&a).map_err(|e| format!("vGIC {what}: {e}"))
+            let a = kvm_device_attr {
+                group,
+                attr,
+                addr,
+                flags: 0,
+            };
+            fd.set_device_attr(&a)
+                .map_err(|e| format!("vGIC {what}: {e}"))
         };
-        set(KVM_DEV_ARM_VGIC_GRP_ADDR, u64::from(KVM_VGIC_V3_ADDR_TYPE_DIST), &dist as *const u64 as u64, "distributor base")?;
-        set(KVM_DEV_ARM_VGIC_GRP_ADDR, u64::from(KVM_VGIC_V3_ADDR_TYPE_REDIST), &redist as *const u64 as u64, "redistributor base")?;
-        set(KVM_DEV_ARM_VGIC_GRP_NR_IRQS, 0, &nr_irqs as *const u32 as u64, "number of IRQs")?;
-        set(KVM_DEV_ARM_VGIC_GRP_CTRL, u64::from(KVM_DEV_ARM_VGIC_CTRL_INIT), 0, "CTRL_INIT")?;
+        set(
+            KVM_DEV_ARM_VGIC_GRP_ADDR,
+            u64::from(KVM_VGIC_V3_ADDR_TYPE_DIST),
+            &dist as *const u64 as u64,
+            "distributor base",
+        )?;
+        set(
+            KVM_DEV_ARM_VGIC_GRP_ADDR,
+            u64::from(KVM_VGIC_V3_ADDR_TYPE_REDIST),
+            &redist as *const u64 as u64,
+            "redistributor base",
+        )?;
+        set(
+            KVM_DEV_ARM_VGIC_GRP_NR_IRQS,
+            0,
+            &nr_irqs as *const u32 as u64,
+            "number of IRQs",
+        )?;
+        set(
+            KVM_DEV_ARM_VGIC_GRP_CTRL,
+            u64::from(KVM_DEV_ARM_VGIC_CTRL_INIT),
+            0,
+            "CTRL_INIT",
+        )?;
         log::debug!("vGICv3: dist {dist:#x}, redist {redist:#x} x {vcpus}, {nr_irqs} IRQs");
         Ok(fd)
     }
@@ -329,7 +379,12 @@ mod kvm {
 
         fn access(&self, group: u32, attr: u64, val: &mut u32, write: bool) -> Result<(), i32> {
             let once = |val: &mut u32| -> Result<(), i32> {
-                let mut a = kvm_device_attr { group, attr, addr: val as *mut u32 as u64, flags: 0 };
+                let mut a = kvm_device_attr {
+                    group,
+                    attr,
+                    addr: val as *mut u32 as u64,
+                    flags: 0,
+                };
                 let r = if write {
                     self.fd.set_device_attr(&a)
                 } else {
@@ -423,10 +478,14 @@ mod tests {
         let (mut g, k) = dist();
         // GICD_IROUTER<40> = 0x6000 + 8 * 40.
         let off = 0x6000 + 8 * 40;
-        g.write(off, &0x0000_0001_0000_0203u64.to_le_bytes()).unwrap();
+        g.write(off, &0x0000_0001_0000_0203u64.to_le_bytes())
+            .unwrap();
         assert_eq!(
             *k.log.lock().unwrap(),
-            vec![('w', GRP_DIST_REGS, off, 0x0000_0203), ('w', GRP_DIST_REGS, off + 4, 1)]
+            vec![
+                ('w', GRP_DIST_REGS, off, 0x0000_0203),
+                ('w', GRP_DIST_REGS, off + 4, 1)
+            ]
         );
         let mut b = [0u8; 8];
         g.read(off, &mut b).unwrap();
@@ -454,7 +513,11 @@ mod tests {
         for off in [0x4u64, 0x8, 0xc, 0xffe8] {
             g.write(off, &0xffff_ffffu32.to_le_bytes()).unwrap();
         }
-        assert!(k.log.lock().unwrap().is_empty(), "{:?}", k.log.lock().unwrap());
+        assert!(
+            k.log.lock().unwrap().is_empty(),
+            "{:?}",
+            k.log.lock().unwrap()
+        );
         // GICD_CTLR is forwarded.
         g.write(0, &0x12u32.to_le_bytes()).unwrap();
         assert_eq!(k.get(GRP_DIST_REGS, 0), Ok(0x12));
@@ -473,7 +536,10 @@ mod tests {
         assert!(g.write(0x100, &[1]).is_err());
         assert!(g.write(0x102, &[0; 4]).is_err());
         assert!(g.write(0x100, &[0; 3]).is_err());
-        assert!(g.read(0x10000, &mut [0; 4]).is_err(), "beyond the distributor");
+        assert!(
+            g.read(0x10000, &mut [0; 4]).is_err(),
+            "beyond the distributor"
+        );
     }
 
     #[test]
@@ -483,7 +549,8 @@ mod tests {
         let mut g = GicRegs::new(Frame::Redist(mpidrs), k.clone());
         assert_eq!(g.name(), "gicr");
         // vCPU 1's GICR_ISENABLER0 (SGI_base + 0x100).
-        g.write(GIC_REDIST_SIZE + 0x1_0100, &1u32.to_le_bytes()).unwrap();
+        g.write(GIC_REDIST_SIZE + 0x1_0100, &1u32.to_le_bytes())
+            .unwrap();
         // vCPU 2's GICR_IPRIORITYR (byte), Aff3 = 0x80, Aff1 = 1, Aff0 = 2.
         g.write(2 * GIC_REDIST_SIZE + 0x1_0401, &[0x80]).unwrap();
         let log = k.log.lock().unwrap().clone();

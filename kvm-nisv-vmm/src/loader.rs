@@ -73,14 +73,23 @@ pub struct ImageHeader {
 
 /// Parse an arm64 Image header (64 bytes); `None` when the magic is absent.
 pub fn parse_image_header(h: &[u8]) -> Option<ImageHeader> {
-    let le64 = |o: usize| -> Option<u64> { Some(u64::from_le_bytes(h.get(o..o + 8)?.try_into().ok()?)) };
+    let le64 =
+        |o: usize| -> Option<u64> { Some(u64::from_le_bytes(h.get(o..o + 8)?.try_into().ok()?)) };
     let magic = u32::from_le_bytes(h.get(56..60)?.try_into().ok()?);
     if magic != ARM64_IMAGE_MAGIC {
         return None;
     }
     let image_size = le64(16)?;
-    let text_offset = if image_size == 0 { LEGACY_TEXT_OFFSET } else { le64(8)? };
-    Some(ImageHeader { text_offset, image_size, flags: le64(24)? })
+    let text_offset = if image_size == 0 {
+        LEGACY_TEXT_OFFSET
+    } else {
+        le64(8)?
+    };
+    Some(ImageHeader {
+        text_offset,
+        image_size,
+        flags: le64(24)?,
+    })
 }
 
 /// What kind of kernel was loaded.
@@ -126,9 +135,17 @@ pub fn load_kernel<F: Read + Seek + vm_memory::ReadVolatile>(
         KernelKind::Image(h) => (RAM_BASE.checked_add(h.text_offset), h.image_size.max(size)),
         KernelKind::Flat => (Some(RAM_BASE), size),
     };
-    let too_big = |addr: u64| LoadError::TooBig { what: "kernel", size: footprint, addr, limit };
+    let too_big = |addr: u64| LoadError::TooBig {
+        what: "kernel",
+        size: footprint,
+        addr,
+        limit,
+    };
     let entry = entry.ok_or_else(|| too_big(RAM_BASE))?;
-    let end = entry.checked_add(footprint).filter(|&e| e <= limit).ok_or_else(|| too_big(entry))?;
+    let end = entry
+        .checked_add(footprint)
+        .filter(|&e| e <= limit)
+        .ok_or_else(|| too_big(entry))?;
     file.seek(SeekFrom::Start(0)).map_err(io("kernel"))?;
     match kind {
         KernelKind::Image(_) => load_image(ram, file, entry)?,
@@ -138,10 +155,19 @@ pub fn load_kernel<F: Read + Seek + vm_memory::ReadVolatile>(
 }
 
 #[cfg(target_arch = "aarch64")]
-fn load_image<F: Read + Seek + vm_memory::ReadVolatile>(ram: &Ram, file: &mut F, entry: u64) -> Result<(), LoadError> {
+fn load_image<F: Read + Seek + vm_memory::ReadVolatile>(
+    ram: &Ram,
+    file: &mut F,
+    entry: u64,
+) -> Result<(), LoadError> {
     use linux_loader::loader::KernelLoader;
-    let r = linux_loader::loader::pe::PE::load(ram.mem(), Some(vm_memory::GuestAddress(RAM_BASE)), file, None)
-        .map_err(|e| LoadError::Image(e.to_string()))?;
+    let r = linux_loader::loader::pe::PE::load(
+        ram.mem(),
+        Some(vm_memory::GuestAddress(RAM_BASE)),
+        file,
+        None,
+    )
+    .map_err(|e| LoadError::Image(e.to_string()))?;
     if r.kernel_load.0 != entry {
         return Err(LoadError::Image(format!(
             "linux-loader placed the Image at {:#x}, expected {entry:#x}",
@@ -154,7 +180,11 @@ fn load_image<F: Read + Seek + vm_memory::ReadVolatile>(ram: &Ram, file: &mut F,
 /// linux-loader's PE loader is built for arm64/riscv64 only; on other hosts (unit
 /// tests) the Image is copied the same way, to the same address.
 #[cfg(not(target_arch = "aarch64"))]
-fn load_image<F: Read + Seek + vm_memory::ReadVolatile>(ram: &Ram, file: &mut F, entry: u64) -> Result<(), LoadError> {
+fn load_image<F: Read + Seek + vm_memory::ReadVolatile>(
+    ram: &Ram,
+    file: &mut F,
+    entry: u64,
+) -> Result<(), LoadError> {
     let size = file.seek(SeekFrom::End(0)).map_err(io("kernel"))?;
     file.seek(SeekFrom::Start(0)).map_err(io("kernel"))?;
     copy_file(ram, file, entry, size, "kernel")
@@ -173,7 +203,13 @@ fn read_up_to<F: Read>(f: &mut F, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(n)
 }
 
-fn copy_file<F: Read>(ram: &Ram, file: &mut F, addr: u64, size: u64, what: &'static str) -> Result<(), LoadError> {
+fn copy_file<F: Read>(
+    ram: &Ram,
+    file: &mut F,
+    addr: u64,
+    size: u64,
+    what: &'static str,
+) -> Result<(), LoadError> {
     let mut buf = vec![0u8; 1 << 20];
     let mut at = addr;
     let mut left = size;
@@ -181,7 +217,8 @@ fn copy_file<F: Read>(ram: &Ram, file: &mut F, addr: u64, size: u64, what: &'sta
         let chunk = usize::try_from(left.min(buf.len() as u64)).unwrap_or(buf.len());
         let dst = buf.get_mut(..chunk).unwrap_or(&mut []);
         file.read_exact(dst).map_err(io(what))?;
-        ram.write(at, dst).map_err(|source| LoadError::Ram { what, source })?;
+        ram.write(at, dst)
+            .map_err(|source| LoadError::Ram { what, source })?;
         at += chunk as u64;
         left -= chunk as u64;
     }
@@ -203,7 +240,12 @@ pub fn load_initrd<F: Read + Seek>(
         .checked_sub(size)
         .map(|s| s & !0xfff)
         .filter(|&s| s >= kernel_end)
-        .ok_or(LoadError::TooBig { what: "initrd", size, addr: kernel_end, limit })?;
+        .ok_or(LoadError::TooBig {
+            what: "initrd",
+            size,
+            addr: kernel_end,
+            limit,
+        })?;
     copy_file(ram, file, start, size, "initrd")?;
     Ok((start, start + size))
 }
@@ -212,9 +254,17 @@ pub fn load_initrd<F: Read + Seek>(
 pub fn load_dtb(ram: &Ram, ram_size: u64, blob: &[u8]) -> Result<u64, LoadError> {
     let addr = dtb_addr(ram_size);
     if blob.len() > DTB_MAX_SIZE {
-        return Err(LoadError::TooBig { what: "DTB", size: blob.len() as u64, addr, limit: addr + DTB_MAX_SIZE as u64 });
+        return Err(LoadError::TooBig {
+            what: "DTB",
+            size: blob.len() as u64,
+            addr,
+            limit: addr + DTB_MAX_SIZE as u64,
+        });
     }
-    ram.write(addr, blob).map_err(|source| LoadError::Ram { what: "DTB", source })?;
+    ram.write(addr, blob).map_err(|source| LoadError::Ram {
+        what: "DTB",
+        source,
+    })?;
     Ok(addr)
 }
 
@@ -237,10 +287,26 @@ mod tests {
     #[test]
     fn header_parsing() {
         let h = parse_image_header(&image(0x20_0000, 3 * MIB, 64)).unwrap();
-        assert_eq!(h, ImageHeader { text_offset: 0x20_0000, image_size: 3 * MIB, flags: 0 });
-        assert_eq!(parse_image_header(&image(0x1234, 0, 64)).unwrap().text_offset, LEGACY_TEXT_OFFSET);
+        assert_eq!(
+            h,
+            ImageHeader {
+                text_offset: 0x20_0000,
+                image_size: 3 * MIB,
+                flags: 0
+            }
+        );
+        assert_eq!(
+            parse_image_header(&image(0x1234, 0, 64))
+                .unwrap()
+                .text_offset,
+            LEGACY_TEXT_OFFSET
+        );
         assert_eq!(parse_image_header(&[0u8; 64]), None);
-        assert_eq!(parse_image_header(&image(0, 0, 64)[..59]), None, "short header");
+        assert_eq!(
+            parse_image_header(&image(0, 0, 64)[..59]),
+            None,
+            "short header"
+        );
     }
 
     #[test]
@@ -258,7 +324,14 @@ mod tests {
 
         let flat = vec![0xd5u8, 0x03, 0x20, 0x1f, 1, 2, 3];
         let k = load_kernel(&ram, ram_size, &mut Cursor::new(flat.clone())).unwrap();
-        assert_eq!(k, LoadedKernel { entry: RAM_BASE, end: RAM_BASE + 7, kind: KernelKind::Flat });
+        assert_eq!(
+            k,
+            LoadedKernel {
+                entry: RAM_BASE,
+                end: RAM_BASE + 7,
+                kind: KernelKind::Flat
+            }
+        );
         let mut b = [0u8; 7];
         ram.read(RAM_BASE, &mut b).unwrap();
         assert_eq!(b.to_vec(), flat);
@@ -270,9 +343,15 @@ mod tests {
         let ram = Ram::new(RAM_BASE, ram_size).unwrap();
         // Footprint reaches into the DTB slot.
         let img = image(0, 6 * MIB + 1, 64);
-        assert!(matches!(load_kernel(&ram, ram_size, &mut Cursor::new(img)), Err(LoadError::TooBig { .. })));
+        assert!(matches!(
+            load_kernel(&ram, ram_size, &mut Cursor::new(img)),
+            Err(LoadError::TooBig { .. })
+        ));
         let img = image(u64::MAX - 8, 16, 64);
-        assert!(matches!(load_kernel(&ram, ram_size, &mut Cursor::new(img)), Err(LoadError::TooBig { .. })));
+        assert!(matches!(
+            load_kernel(&ram, ram_size, &mut Cursor::new(img)),
+            Err(LoadError::TooBig { .. })
+        ));
         let initrd = vec![7u8; (5 * MIB) as usize];
         assert!(matches!(
             load_initrd(&ram, ram_size, RAM_BASE + 2 * MIB, &mut Cursor::new(initrd)),

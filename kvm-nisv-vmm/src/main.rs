@@ -24,6 +24,8 @@ fn run(args: &kvm_nisv_vmm::cli::RunArgs) -> i32 {
 
 #[cfg(not(target_arch = "aarch64"))]
 fn run(_: &kvm_nisv_vmm::cli::RunArgs) -> i32 {
-    eprintln!("kvm-nisv-vmm: this build is not for aarch64; it runs guests only on arm64 Linux hosts with KVM");
+    eprintln!(
+        "kvm-nisv-vmm: this build is not for aarch64; it runs guests only on arm64 Linux hosts with KVM"
+    );
     kvm_nisv_vmm::vcpu::EXIT_VMM_ERROR
 }

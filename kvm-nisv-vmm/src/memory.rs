@@ -43,17 +43,18 @@ impl Ram {
     fn check(&self, ipa: u64, len: usize) -> Result<(), MemError> {
         let end = ipa.checked_add(len as u64);
         let ok = match end {
-            Some(end) if len > 0 => self
-                .mem
-                .find_region(GuestAddress(ipa))
-                .is_some_and(|r| {
-                    use vm_memory::GuestMemoryRegion;
-                    end <= r.start_addr().0.saturating_add(r.len())
-                }),
+            Some(end) if len > 0 => self.mem.find_region(GuestAddress(ipa)).is_some_and(|r| {
+                use vm_memory::GuestMemoryRegion;
+                end <= r.start_addr().0.saturating_add(r.len())
+            }),
             Some(_) => self.mem.address_in_range(GuestAddress(ipa)),
             None => false,
         };
-        if ok { Ok(()) } else { Err(MemError::NotRam { ipa, len }) }
+        if ok {
+            Ok(())
+        } else {
+            Err(MemError::NotRam { ipa, len })
+        }
     }
 }
 
@@ -62,14 +63,20 @@ impl GuestRam for Ram {
         self.check(ipa, buf.len())?;
         self.mem
             .read_slice(buf, GuestAddress(ipa))
-            .map_err(|_| MemError::NotRam { ipa, len: buf.len() })
+            .map_err(|_| MemError::NotRam {
+                ipa,
+                len: buf.len(),
+            })
     }
 
     fn write(&self, ipa: u64, buf: &[u8]) -> Result<(), MemError> {
         self.check(ipa, buf.len())?;
         self.mem
             .write_slice(buf, GuestAddress(ipa))
-            .map_err(|_| MemError::NotRam { ipa, len: buf.len() })
+            .map_err(|_| MemError::NotRam {
+                ipa,
+                len: buf.len(),
+            })
     }
 
     fn is_ram(&self, ipa: u64, len: usize) -> bool {

@@ -90,7 +90,10 @@ impl NisvStats {
 
     /// Per-class counts.
     pub fn per_class(&self) -> BTreeMap<Class, u64> {
-        self.per_class.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.per_class
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The summary printed at exit.
@@ -166,7 +169,14 @@ struct Fetched {
 fn fetch(regs: &mut dyn VcpuRegs, ram: &dyn GuestRam) -> Fetched {
     let pc = match regs.get(Reg::Pc) {
         Ok(pc) => pc,
-        Err(e) => return Fetched { pc: 0, word: None, insn: None, why_not: Some(e.to_string()) },
+        Err(e) => {
+            return Fetched {
+                pc: 0,
+                word: None,
+                insn: None,
+                why_not: Some(e.to_string()),
+            };
+        }
     };
     let word = adapter::translate(regs, ram, pc).and_then(|ipa| {
         let mut b = [0u8; 4];
@@ -175,8 +185,18 @@ fn fetch(regs: &mut dyn VcpuRegs, ram: &dyn GuestRam) -> Fetched {
         Ok(u32::from_le_bytes(b))
     });
     match word {
-        Ok(w) => Fetched { pc, word: Some(w), insn: adapter::decode(w), why_not: None },
-        Err(e) => Fetched { pc, word: None, insn: None, why_not: Some(e) },
+        Ok(w) => Fetched {
+            pc,
+            word: Some(w),
+            insn: adapter::decode(w),
+            why_not: None,
+        },
+        Err(e) => Fetched {
+            pc,
+            word: None,
+            insn: None,
+            why_not: Some(e),
+        },
     }
 }
 
@@ -191,7 +211,10 @@ fn insn_text(f: &Fetched) -> String {
 /// Which of the two situations the report distinguishes.
 fn where_is(bus: &Bus, ram: &dyn GuestRam, ipa: u64) -> (Option<String>, String) {
     if let Some((name, base)) = bus.device_at(ipa) {
-        (Some(name.to_string()), format!("inside the {name} window at +{:#x}", ipa - base))
+        (
+            Some(name.to_string()),
+            format!("inside the {name} window at +{:#x}", ipa - base),
+        )
     } else if ram.is_ram(ipa, 1) {
         (None, "in guest RAM".to_string())
     } else {
@@ -212,10 +235,15 @@ pub fn report(
     let f = fetch(regs, ram);
     let (device, place) = where_is(bus, ram, fault_ipa);
     let case = match (&device, f.insn.is_some()) {
-        (Some(d), false) => format!("access inside the {d} window with an instruction we cannot emulate"),
-        (Some(d), true) => format!("access inside the {d} window by an instruction the decoder knows"),
+        (Some(d), false) => {
+            format!("access inside the {d} window with an instruction we cannot emulate")
+        }
+        (Some(d), true) => {
+            format!("access inside the {d} window by an instruction the decoder knows")
+        }
         (None, _) if ram.is_ram(fault_ipa, 1) => {
-            "access to guest RAM without a valid syndrome (unexpected: RAM is a memslot)".to_string()
+            "access to guest RAM without a valid syndrome (unexpected: RAM is a memslot)"
+                .to_string()
         }
         (None, _) => "access outside any RAM or device (most likely a guest bug)".to_string(),
     };
@@ -228,7 +256,10 @@ pub fn report(
             let _ = writeln!(s, "  ESR ISS     : {}", adapter::describe_iss(iss));
         }
         None => {
-            let _ = writeln!(s, "  ESR ISS     : (a KVM_EXIT_MMIO access with a valid syndrome, not a NISV exit)");
+            let _ = writeln!(
+                s,
+                "  ESR ISS     : (a KVM_EXIT_MMIO access with a valid syndrome, not a NISV exit)"
+            );
         }
     }
     let _ = writeln!(s, "  instruction : {} at PC {:#x}", insn_text(&f), f.pc);
@@ -304,7 +335,9 @@ pub fn backtrace(regs: &mut dyn VcpuRegs, ram: &dyn GuestRam, pc: u64) -> Vec<St
             break;
         }
         if fp % 16 != 0 || fp <= prev {
-            out.push(format!("(frame pointer {fp:#x} is not a frame record; stopping)"));
+            out.push(format!(
+                "(frame pointer {fp:#x} is not a frame record; stopping)"
+            ));
             break;
         }
         let rec = adapter::translate(regs, ram, fp).and_then(|ipa| {
@@ -332,8 +365,20 @@ pub fn backtrace(regs: &mut dyn VcpuRegs, ram: &dyn GuestRam, pc: u64) -> Vec<St
 
 impl NisvHandler {
     /// A handler with the given policy and emulator.
-    pub fn new(policy: Policy, trace: bool, emulator: Box<dyn NisvEmulator>, stats: Arc<NisvStats>) -> Self {
-        NisvHandler { policy, trace, emulator, stats, retry: RetryDetector::default(), retry_limit: RETRY_LIMIT }
+    pub fn new(
+        policy: Policy,
+        trace: bool,
+        emulator: Box<dyn NisvEmulator>,
+        stats: Arc<NisvStats>,
+    ) -> Self {
+        NisvHandler {
+            policy,
+            trace,
+            emulator,
+            stats,
+            retry: RetryDetector::default(),
+            retry_limit: RETRY_LIMIT,
+        }
     }
 
     /// Change the retry-loop limit (tests).
@@ -349,7 +394,9 @@ impl NisvHandler {
 
     fn trace(&self, vcpu: usize, pc: u64, ipa: u64, iss: u64, what: &str, result: &str) {
         if self.trace {
-            eprintln!("kvm-nisv-vmm: nisv vcpu{vcpu} pc={pc:#x} ipa={ipa:#x} iss={iss:#x}: {what} -> {result}");
+            eprintln!(
+                "kvm-nisv-vmm: nisv vcpu{vcpu} pc={pc:#x} ipa={ipa:#x} iss={iss:#x}: {what} -> {result}"
+            );
         }
     }
 
@@ -378,7 +425,14 @@ impl NisvHandler {
             Policy::Inject => {
                 let f = fetch(regs, ram);
                 self.count(&f.insn);
-                self.trace(vcpu, f.pc, fault_ipa, esr_iss, &insn_text(&f), "inject external abort");
+                self.trace(
+                    vcpu,
+                    f.pc,
+                    fault_ipa,
+                    esr_iss,
+                    &insn_text(&f),
+                    "inject external abort",
+                );
                 self.inject(regs, ram, bus, Some(esr_iss), fault_ipa, f.pc)
             }
             Policy::Emulate => {
@@ -388,12 +442,22 @@ impl NisvHandler {
                         self.stats.count_class(insn.class);
                         self.stats.emulated.fetch_add(1, Ordering::Relaxed);
                         self.retry.reset();
-                        self.trace(vcpu, pc, fault_ipa, esr_iss, &adapter::disasm(&insn), "emulated");
+                        self.trace(
+                            vcpu,
+                            pc,
+                            fault_ipa,
+                            esr_iss,
+                            &adapter::disasm(&insn),
+                            "emulated",
+                        );
                         NisvAction::Resume
                     }
                     Ok(EmuOutcome::NoDevice { insn, va, ipa }) => {
                         self.stats.count_class(insn.class);
-                        let what = format!("{} (va {va:#x} ipa {ipa:#x}: no RAM or device)", adapter::disasm(&insn));
+                        let what = format!(
+                            "{} (va {va:#x} ipa {ipa:#x}: no RAM or device)",
+                            adapter::disasm(&insn)
+                        );
                         self.trace(vcpu, pc, fault_ipa, esr_iss, &what, "inject external abort");
                         self.inject(regs, ram, bus, Some(esr_iss), fault_ipa, pc)
                     }
@@ -408,13 +472,27 @@ impl NisvHandler {
                         self.stats.undecoded.fetch_add(1, Ordering::Relaxed);
                         let what = format!("{word:#010x} (unsupported)");
                         if nothing_there {
-                            self.trace(vcpu, pc, fault_ipa, esr_iss, &what, "inject external abort");
+                            self.trace(
+                                vcpu,
+                                pc,
+                                fault_ipa,
+                                esr_iss,
+                                &what,
+                                "inject external abort",
+                            );
                             return self.inject(regs, ram, bus, Some(esr_iss), fault_ipa, pc);
                         }
                         self.trace(vcpu, pc, fault_ipa, esr_iss, &what, "stop");
                         NisvAction::Stop {
                             status: EXIT_NISV_STOP,
-                            report: report(regs, ram, bus, Some(esr_iss), fault_ipa, "the emulator does not support this instruction"),
+                            report: report(
+                                regs,
+                                ram,
+                                bus,
+                                Some(esr_iss),
+                                fault_ipa,
+                                "the emulator does not support this instruction",
+                            ),
                         }
                     }
                     Err(e) => {
@@ -423,13 +501,34 @@ impl NisvHandler {
                         if nothing_there {
                             // Whatever the emulator's trouble, nothing is at this address:
                             // the guest gets the abort real hardware would give it.
-                            self.trace(vcpu, pc, fault_ipa, esr_iss, &insn_text(&f), "inject external abort");
+                            self.trace(
+                                vcpu,
+                                pc,
+                                fault_ipa,
+                                esr_iss,
+                                &insn_text(&f),
+                                "inject external abort",
+                            );
                             return self.inject(regs, ram, bus, Some(esr_iss), fault_ipa, pc);
                         }
-                        self.trace(vcpu, pc, fault_ipa, esr_iss, &insn_text(&f), "stop (emulator error)");
+                        self.trace(
+                            vcpu,
+                            pc,
+                            fault_ipa,
+                            esr_iss,
+                            &insn_text(&f),
+                            "stop (emulator error)",
+                        );
                         NisvAction::Stop {
                             status: EXIT_NISV_STOP,
-                            report: report(regs, ram, bus, Some(esr_iss), fault_ipa, &format!("emulator error: {e}")),
+                            report: report(
+                                regs,
+                                ram,
+                                bus,
+                                Some(esr_iss),
+                                fault_ipa,
+                                &format!("emulator error: {e}"),
+                            ),
                         }
                     }
                 }
@@ -463,7 +562,9 @@ impl NisvHandler {
         let pc = regs.get(Reg::Pc).unwrap_or(0);
         if self.trace {
             let dir = if write { "write" } else { "read" };
-            eprintln!("kvm-nisv-vmm: mmio vcpu{vcpu} pc={pc:#x} {dir} of {len} bytes at {addr:#x}: nothing there -> inject external abort");
+            eprintln!(
+                "kvm-nisv-vmm: mmio vcpu{vcpu} pc={pc:#x} {dir} of {len} bytes at {addr:#x}: nothing there -> inject external abort"
+            );
         }
         self.inject(regs, ram, bus, None, addr, pc)
     }
@@ -517,14 +618,23 @@ mod tests {
             "scratch"
         }
         fn read(&mut self, o: u64, d: &mut [u8]) -> Result<(), DeviceError> {
-            let s = self.0.get(o as usize..o as usize + d.len()).ok_or(DeviceError::BadAccess { offset: o, len: d.len() })?;
+            let s = self
+                .0
+                .get(o as usize..o as usize + d.len())
+                .ok_or(DeviceError::BadAccess {
+                    offset: o,
+                    len: d.len(),
+                })?;
             d.copy_from_slice(s);
             Ok(())
         }
         fn write(&mut self, o: u64, d: &[u8]) -> Result<(), DeviceError> {
             self.0
                 .get_mut(o as usize..o as usize + d.len())
-                .ok_or(DeviceError::BadAccess { offset: o, len: d.len() })?
+                .ok_or(DeviceError::BadAccess {
+                    offset: o,
+                    len: d.len(),
+                })?
                 .copy_from_slice(d);
             Ok(())
         }
@@ -534,8 +644,18 @@ mod tests {
     /// `Emulated`, advances PC like a real emulator.
     struct Scripted(Vec<Result<EmuOutcome, String>>);
     impl NisvEmulator for Scripted {
-        fn emulate(&mut self, regs: &mut dyn VcpuRegs, _: &dyn GuestRam, _: &Bus, _: u64) -> Result<EmuOutcome, String> {
-            let o = if self.0.is_empty() { Err("script exhausted".into()) } else { self.0.remove(0) };
+        fn emulate(
+            &mut self,
+            regs: &mut dyn VcpuRegs,
+            _: &dyn GuestRam,
+            _: &Bus,
+            _: u64,
+        ) -> Result<EmuOutcome, String> {
+            let o = if self.0.is_empty() {
+                Err("script exhausted".into())
+            } else {
+                self.0.remove(0)
+            };
             if let Ok(EmuOutcome::Emulated { .. }) = o {
                 let pc = regs.get(Reg::Pc).unwrap();
                 regs.set(Reg::Pc, pc + 4).unwrap();
@@ -556,12 +676,18 @@ mod tests {
         let ram = Ram::new(RAM, 0x10000).unwrap();
         ram.write(RAM + 0x100, &STR_POST.to_le_bytes()).unwrap();
         let mut bus = Bus::new();
-        bus.insert(DEV, 0x1000, Arc::new(Mutex::new(Scratch(vec![0; 0x1000])))).unwrap();
+        bus.insert(DEV, 0x1000, Arc::new(Mutex::new(Scratch(vec![0; 0x1000]))))
+            .unwrap();
         (r, ram, bus)
     }
 
     fn handler(policy: Policy, script: Vec<Result<EmuOutcome, String>>) -> NisvHandler {
-        NisvHandler::new(policy, false, Box::new(Scripted(script)), Arc::new(NisvStats::default()))
+        NisvHandler::new(
+            policy,
+            false,
+            Box::new(Scripted(script)),
+            Arc::new(NisvStats::default()),
+        )
     }
 
     fn insn() -> Insn {
@@ -571,8 +697,14 @@ mod tests {
     #[test]
     fn emulate_resumes_and_counts_by_class() {
         let (mut r, ram, bus) = setup();
-        let mut h = handler(Policy::Emulate, vec![Ok(EmuOutcome::Emulated { insn: insn() })]);
-        assert_eq!(h.handle(0, &mut r, &ram, &bus, 0x45, DEV + 8), NisvAction::Resume);
+        let mut h = handler(
+            Policy::Emulate,
+            vec![Ok(EmuOutcome::Emulated { insn: insn() })],
+        );
+        assert_eq!(
+            h.handle(0, &mut r, &ram, &bus, 0x45, DEV + 8),
+            NisvAction::Resume
+        );
         assert_eq!(r.pc, RAM + 0x104);
         let st = h.stats();
         assert_eq!(st.exits.load(Ordering::Relaxed), 1);
@@ -586,19 +718,35 @@ mod tests {
         let (mut r, ram, bus) = setup();
         let mut h = handler(
             Policy::Emulate,
-            vec![Ok(EmuOutcome::NoDevice { insn: insn(), va: 0x4000_0000, ipa: 0x4000_0000 })],
+            vec![Ok(EmuOutcome::NoDevice {
+                insn: insn(),
+                va: 0x4000_0000,
+                ipa: 0x4000_0000,
+            })],
         );
-        assert_eq!(h.handle(0, &mut r, &ram, &bus, 0x45, 0x4000_0000), NisvAction::InjectAbort);
+        assert_eq!(
+            h.handle(0, &mut r, &ram, &bus, 0x45, 0x4000_0000),
+            NisvAction::InjectAbort
+        );
         assert_eq!(h.stats().injected.load(Ordering::Relaxed), 1);
         // An emulator error at an address with nothing behind it also injects.
         let mut h = handler(Policy::Emulate, vec![Err("boom".into())]);
-        assert_eq!(h.handle(0, &mut r, &ram, &bus, 0x45, 0x4000_0000), NisvAction::InjectAbort);
+        assert_eq!(
+            h.handle(0, &mut r, &ram, &bus, 0x45, 0x4000_0000),
+            NisvAction::InjectAbort
+        );
     }
 
     #[test]
     fn emulate_stops_on_unsupported_instruction_in_a_device_window() {
         let (mut r, ram, bus) = setup();
-        let mut h = handler(Policy::Emulate, vec![Ok(EmuOutcome::Unsupported { word: 0xd503_201f, pc: r.pc })]);
+        let mut h = handler(
+            Policy::Emulate,
+            vec![Ok(EmuOutcome::Unsupported {
+                word: 0xd503_201f,
+                pc: r.pc,
+            })],
+        );
         match h.handle(0, &mut r, &ram, &bus, 0x45, DEV + 8) {
             NisvAction::Stop { status, report } => {
                 assert_eq!(status, EXIT_NISV_STOP);
@@ -613,14 +761,27 @@ mod tests {
     fn inject_policy_always_injects_and_stop_policy_stops() {
         let (mut r, ram, bus) = setup();
         let mut h = handler(Policy::Inject, vec![]);
-        assert_eq!(h.handle(0, &mut r, &ram, &bus, 0x45, DEV + 8), NisvAction::InjectAbort);
-        assert_eq!(h.stats().per_class().get(&insn().class), Some(&1), "decoded for the counters");
+        assert_eq!(
+            h.handle(0, &mut r, &ram, &bus, 0x45, DEV + 8),
+            NisvAction::InjectAbort
+        );
+        assert_eq!(
+            h.stats().per_class().get(&insn().class),
+            Some(&1),
+            "decoded for the counters"
+        );
         let mut h = handler(Policy::Stop, vec![]);
         match h.handle(0, &mut r, &ram, &bus, 0x45, DEV + 8) {
             NisvAction::Stop { status, report } => {
                 assert_eq!(status, EXIT_NISV_STOP);
-                assert!(report.contains("access inside the scratch window"), "{report}");
-                assert!(report.contains(&format!("{:#010x}", STR_POST)), "names the instruction: {report}");
+                assert!(
+                    report.contains("access inside the scratch window"),
+                    "{report}"
+                );
+                assert!(
+                    report.contains(&format!("{:#010x}", STR_POST)),
+                    "names the instruction: {report}"
+                );
                 assert!(report.contains("fault IPA   : 0x10000008"), "{report}");
                 assert!(report.contains("x1 =0000000010000008"), "{report}");
                 assert!(report.contains("EL1h"), "{report}");
@@ -634,10 +795,14 @@ mod tests {
     fn stop_report_says_outside_any_ram_or_device() {
         let (mut r, ram, bus) = setup();
         let mut h = handler(Policy::Stop, vec![]);
-        let NisvAction::Stop { report, .. } = h.handle(0, &mut r, &ram, &bus, 0x45, 0x2000_0000) else {
+        let NisvAction::Stop { report, .. } = h.handle(0, &mut r, &ram, &bus, 0x45, 0x2000_0000)
+        else {
             panic!()
         };
-        assert!(report.contains("access outside any RAM or device (most likely a guest bug)"), "{report}");
+        assert!(
+            report.contains("access outside any RAM or device (most likely a guest bug)"),
+            "{report}"
+        );
     }
 
     #[test]
@@ -645,7 +810,11 @@ mod tests {
         let (mut r, ram, bus) = setup();
         let mut h = handler(Policy::Inject, vec![]).with_retry_limit(16);
         for i in 0..16 {
-            assert_eq!(h.handle(0, &mut r, &ram, &bus, 0x45, 0x2000_0000), NisvAction::InjectAbort, "try {i}");
+            assert_eq!(
+                h.handle(0, &mut r, &ram, &bus, 0x45, 0x2000_0000),
+                NisvAction::InjectAbort,
+                "try {i}"
+            );
         }
         match h.handle(0, &mut r, &ram, &bus, 0x45, 0x2000_0000) {
             NisvAction::Stop { status, report } => {
@@ -658,7 +827,10 @@ mod tests {
         let mut h = handler(Policy::Inject, vec![]).with_retry_limit(2);
         for i in 0..10u64 {
             r.pc = RAM + 0x100 + 4 * (i % 2);
-            assert_eq!(h.handle(0, &mut r, &ram, &bus, 0x45, 0x2000_0000), NisvAction::InjectAbort);
+            assert_eq!(
+                h.handle(0, &mut r, &ram, &bus, 0x45, 0x2000_0000),
+                NisvAction::InjectAbort
+            );
         }
         // Emulated progress resets the count.
         let mut d = RetryDetector::default();
@@ -674,8 +846,16 @@ mod tests {
         // Two frame records: fp0 -> fp1 -> 0.
         let fp0 = RAM + 0x8000;
         let fp1 = RAM + 0x8100;
-        ram.write(fp0, &[fp1.to_le_bytes(), (RAM + 0x444).to_le_bytes()].concat()).unwrap();
-        ram.write(fp1, &[0u64.to_le_bytes(), (RAM + 0x888).to_le_bytes()].concat()).unwrap();
+        ram.write(
+            fp0,
+            &[fp1.to_le_bytes(), (RAM + 0x444).to_le_bytes()].concat(),
+        )
+        .unwrap();
+        ram.write(
+            fp1,
+            &[0u64.to_le_bytes(), (RAM + 0x888).to_le_bytes()].concat(),
+        )
+        .unwrap();
         r.x[29] = fp0;
         r.x[30] = RAM + 0x200;
         let bt = backtrace(&mut r, &ram, RAM + 0x100);
@@ -700,6 +880,9 @@ mod tests {
     #[test]
     fn pstate_in_words() {
         assert_eq!(describe_pstate(0x3c5), "0x3c5 (---- DAIF=DAIF EL1h)");
-        assert_eq!(describe_pstate(0x6000_0000), "0x60000000 (-ZC- DAIF=---- EL0t)");
+        assert_eq!(
+            describe_pstate(0x6000_0000),
+            "0x60000000 (-ZC- DAIF=---- EL0t)"
+        );
     }
 }

@@ -129,7 +129,9 @@ impl TestDevice {
     pub fn data(&self, offset: u64, len: usize) -> Option<Vec<u8>> {
         let s = self.lock();
         let start = usize::try_from(offset).ok()?;
-        s.data.get(start..start.checked_add(len)?).map(<[u8]>::to_vec)
+        s.data
+            .get(start..start.checked_add(len)?)
+            .map(<[u8]>::to_vec)
     }
 
     fn run_command(&self, s: &mut State, cmd: u64) -> u64 {
@@ -200,20 +202,36 @@ impl BusDevice for TestDevData {
 
     fn read(&mut self, offset: u64, data: &mut [u8]) -> Result<(), DeviceError> {
         let (mut s, range) = self.access(offset, data.len())?;
-        let src = s.data.get(range).ok_or(DeviceError::BadAccess { offset, len: data.len() })?;
+        let src = s.data.get(range).ok_or(DeviceError::BadAccess {
+            offset,
+            len: data.len(),
+        })?;
         data.copy_from_slice(src);
         if s.log.len() < LOG_CAPACITY {
-            s.log.push(LogEntry { offset, size: data.len() as u8, write: false, value: le_value(data) });
+            s.log.push(LogEntry {
+                offset,
+                size: data.len() as u8,
+                write: false,
+                value: le_value(data),
+            });
         }
         Ok(())
     }
 
     fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), DeviceError> {
         let (mut s, range) = self.access(offset, data.len())?;
-        let dst = s.data.get_mut(range).ok_or(DeviceError::BadAccess { offset, len: data.len() })?;
+        let dst = s.data.get_mut(range).ok_or(DeviceError::BadAccess {
+            offset,
+            len: data.len(),
+        })?;
         dst.copy_from_slice(data);
         if s.log.len() < LOG_CAPACITY {
-            s.log.push(LogEntry { offset, size: data.len() as u8, write: true, value: le_value(data) });
+            s.log.push(LogEntry {
+                offset,
+                size: data.len() as u8,
+                write: true,
+                value: le_value(data),
+            });
         }
         Ok(())
     }
@@ -230,7 +248,10 @@ impl BusDevice for TestDevCtrl {
 
     fn read(&mut self, offset: u64, data: &mut [u8]) -> Result<(), DeviceError> {
         if data.len() != 8 || offset % 8 != 0 {
-            return Err(DeviceError::BadAccess { offset, len: data.len() });
+            return Err(DeviceError::BadAccess {
+                offset,
+                len: data.len(),
+            });
         }
         let s = self.0.lock();
         let v = match offset {
@@ -248,7 +269,10 @@ impl BusDevice for TestDevCtrl {
 
     fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), DeviceError> {
         if data.len() != 8 || offset % 8 != 0 {
-            return Err(DeviceError::BadAccess { offset, len: data.len() });
+            return Err(DeviceError::BadAccess {
+                offset,
+                len: data.len(),
+            });
         }
         let v = le_value(data);
         let dev = self.0.clone();
@@ -275,7 +299,13 @@ mod tests {
 
     const RAM: u64 = 0x8000_0000;
 
-    fn setup() -> (Arc<Ram>, TestDevice, TestDevCtrl, TestDevData, Arc<AtomicU64>) {
+    fn setup() -> (
+        Arc<Ram>,
+        TestDevice,
+        TestDevCtrl,
+        TestDevData,
+        Arc<AtomicU64>,
+    ) {
         let ram = Arc::new(Ram::new(RAM, 0x10000).unwrap());
         let n = Arc::new(AtomicU64::new(0));
         let dev = TestDevice::new(ram.clone(), n.clone());
@@ -310,7 +340,10 @@ mod tests {
         assert_eq!(rd(&mut c, 0x100), 0, "unassigned offsets read as zero");
         let mut b4 = [0u8; 4];
         assert!(c.read(REG_ADDR, &mut b4).is_err(), "32-bit access refused");
-        assert!(c.write(REG_ADDR + 4, &[0; 8]).is_err(), "misaligned access refused");
+        assert!(
+            c.write(REG_ADDR + 4, &[0; 8]).is_err(),
+            "misaligned access refused"
+        );
     }
 
     #[test]
@@ -343,13 +376,13 @@ mod tests {
         let (ram, dev, mut c, _, _) = setup();
         let cases: [(u64, u64, u64, u64); 7] = [
             // (cmd, addr, offset, len)
-            (CMD_RAM_TO_DATA, RAM + 0xfff0, 0, 0x20),     // RAM end
-            (CMD_RAM_TO_DATA, RAM - 8, 0, 0x10),          // below RAM
-            (CMD_DATA_TO_RAM, u64::MAX - 3, 0, 8),        // wraps
-            (CMD_FILL, 0xff, TESTDEV_DATA_SIZE - 1, 2),   // window end
-            (CMD_FILL, 0xff, u64::MAX, 2),                // offset wraps
-            (CMD_RAM_TO_DATA, RAM, 0, u64::MAX),          // huge length
-            (9, RAM, 0, 1),                               // unknown command
+            (CMD_RAM_TO_DATA, RAM + 0xfff0, 0, 0x20), // RAM end
+            (CMD_RAM_TO_DATA, RAM - 8, 0, 0x10),      // below RAM
+            (CMD_DATA_TO_RAM, u64::MAX - 3, 0, 8),    // wraps
+            (CMD_FILL, 0xff, TESTDEV_DATA_SIZE - 1, 2), // window end
+            (CMD_FILL, 0xff, u64::MAX, 2),            // offset wraps
+            (CMD_RAM_TO_DATA, RAM, 0, u64::MAX),      // huge length
+            (9, RAM, 0, 1),                           // unknown command
         ];
         for (cmd, addr, off, len) in cases {
             // Reset status with a good command first.
@@ -362,7 +395,11 @@ mod tests {
             wr(&mut c, REG_OFFSET, off);
             wr(&mut c, REG_LEN, len);
             wr(&mut c, REG_CMD_STATUS, cmd);
-            assert_eq!(rd(&mut c, REG_CMD_STATUS), STATUS_ERROR, "cmd {cmd} {addr:#x} {off:#x} {len:#x}");
+            assert_eq!(
+                rd(&mut c, REG_CMD_STATUS),
+                STATUS_ERROR,
+                "cmd {cmd} {addr:#x} {off:#x} {len:#x}"
+            );
         }
         assert_eq!(dev.data(TESTDEV_DATA_SIZE - 1, 1).unwrap(), vec![0]);
         let mut b = [0u8; 16];
@@ -387,10 +424,30 @@ mod tests {
         assert_eq!(
             dev.log(),
             vec![
-                LogEntry { offset: 3, size: 8, write: true, value: 0x1122_3344_5566_7788 },
-                LogEntry { offset: 4, size: 2, write: false, value: 0x6677 },
-                LogEntry { offset: TESTDEV_DATA_SIZE - 1, size: 1, write: true, value: 0xee },
-                LogEntry { offset: TESTDEV_DATA_SIZE - 1, size: 1, write: false, value: 0xee },
+                LogEntry {
+                    offset: 3,
+                    size: 8,
+                    write: true,
+                    value: 0x1122_3344_5566_7788
+                },
+                LogEntry {
+                    offset: 4,
+                    size: 2,
+                    write: false,
+                    value: 0x6677
+                },
+                LogEntry {
+                    offset: TESTDEV_DATA_SIZE - 1,
+                    size: 1,
+                    write: true,
+                    value: 0xee
+                },
+                LogEntry {
+                    offset: TESTDEV_DATA_SIZE - 1,
+                    size: 1,
+                    write: false,
+                    value: 0xee
+                },
             ]
         );
         wr(&mut c, REG_LOG_COUNT, 0);

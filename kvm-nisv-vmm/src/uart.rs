@@ -43,7 +43,9 @@ impl std::fmt::Debug for Uart {
 impl Uart {
     /// A UART that signals `irq` and writes the guest's output to `out`.
     pub fn new(irq: EventFd, out: Box<dyn Write + Send>) -> Self {
-        Uart { serial: Serial::new(EventFdTrigger(irq), out) }
+        Uart {
+            serial: Serial::new(EventFdTrigger(irq), out),
+        }
     }
 
     /// Queue input bytes for the guest; returns how many fit in the FIFO.
@@ -92,25 +94,30 @@ impl BusDevice for Uart {
 
 /// Forward stdin to the UART until EOF, in a detached thread.
 pub fn spawn_stdin_reader(uart: Arc<Mutex<Uart>>) -> std::io::Result<()> {
-    std::thread::Builder::new().name("stdin".into()).spawn(move || {
-        let mut stdin = std::io::stdin();
-        let mut buf = [0u8; 64];
-        loop {
-            match stdin.read(&mut buf) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => {
-                    let mut rest = buf.get(..n).unwrap_or(&[]);
-                    while !rest.is_empty() {
-                        let took = uart.lock().unwrap_or_else(|e| e.into_inner()).enqueue_input(rest);
-                        rest = rest.get(took..).unwrap_or(&[]);
-                        if took == 0 {
-                            std::thread::sleep(std::time::Duration::from_millis(5));
+    std::thread::Builder::new()
+        .name("stdin".into())
+        .spawn(move || {
+            let mut stdin = std::io::stdin();
+            let mut buf = [0u8; 64];
+            loop {
+                match stdin.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => {
+                        let mut rest = buf.get(..n).unwrap_or(&[]);
+                        while !rest.is_empty() {
+                            let took = uart
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .enqueue_input(rest);
+                            rest = rest.get(took..).unwrap_or(&[]);
+                            if took == 0 {
+                                std::thread::sleep(std::time::Duration::from_millis(5));
+                            }
                         }
                     }
                 }
             }
-        }
-    })?;
+        })?;
     Ok(())
 }
 

@@ -118,12 +118,18 @@ pub struct ExitCtx<'a> {
 
 impl std::fmt::Debug for ExitCtx<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ExitCtx").field("index", &self.index).field("bus", &self.bus).finish_non_exhaustive()
+        f.debug_struct("ExitCtx")
+            .field("index", &self.index)
+            .field("bus", &self.bus)
+            .finish_non_exhaustive()
     }
 }
 
 fn stop(status: i32, message: impl Into<String>) -> ExitAction {
-    ExitAction::Stop(Stop { status, message: Some(message.into()) })
+    ExitAction::Stop(Stop {
+        status,
+        message: Some(message.into()),
+    })
 }
 
 /// Split `[addr, addr + len)` into pieces each wholly inside one device or in
@@ -154,8 +160,18 @@ fn pieces(bus: &Bus, ram: &dyn GuestRam, addr: u64, len: usize) -> Option<Vec<(u
     Some(out)
 }
 
-fn mmio(ctx: &mut ExitCtx<'_>, vcpu: &mut dyn VcpuOps, addr: u64, read: Option<&mut [u8]>, write: Option<&[u8]>) -> ExitAction {
-    let len = read.as_ref().map(|d| d.len()).or(write.map(<[u8]>::len)).unwrap_or(0);
+fn mmio(
+    ctx: &mut ExitCtx<'_>,
+    vcpu: &mut dyn VcpuOps,
+    addr: u64,
+    read: Option<&mut [u8]>,
+    write: Option<&[u8]>,
+) -> ExitAction {
+    let len = read
+        .as_ref()
+        .map(|d| d.len())
+        .or(write.map(<[u8]>::len))
+        .unwrap_or(0);
     let r = match (read, write) {
         (Some(data), _) => {
             data.fill(0);
@@ -164,8 +180,16 @@ fn mmio(ctx: &mut ExitCtx<'_>, vcpu: &mut dyn VcpuOps, addr: u64, read: Option<&
                     Some(ps) if ps.len() > 1 => {
                         for (a, n, dev) in ps {
                             let off = (a - addr) as usize;
-                            let Some(d) = data.get_mut(off..off + n) else { break };
-                            let _ = if dev { ctx.bus.read(a, d) } else { ctx.ram.read(a, d).map_err(|_| BusError::NoDevice { ipa: a, len: n }) };
+                            let Some(d) = data.get_mut(off..off + n) else {
+                                break;
+                            };
+                            let _ = if dev {
+                                ctx.bus.read(a, d)
+                            } else {
+                                ctx.ram
+                                    .read(a, d)
+                                    .map_err(|_| BusError::NoDevice { ipa: a, len: n })
+                            };
                         }
                         Ok(())
                     }
@@ -179,8 +203,16 @@ fn mmio(ctx: &mut ExitCtx<'_>, vcpu: &mut dyn VcpuOps, addr: u64, read: Option<&
                 Some(ps) if ps.len() > 1 => {
                     for (a, n, dev) in ps {
                         let off = (a - addr) as usize;
-                        let Some(d) = data.get(off..off + n) else { break };
-                        let _ = if dev { ctx.bus.write(a, d) } else { ctx.ram.write(a, d).map_err(|_| BusError::NoDevice { ipa: a, len: n }) };
+                        let Some(d) = data.get(off..off + n) else {
+                            break;
+                        };
+                        let _ = if dev {
+                            ctx.bus.write(a, d)
+                        } else {
+                            ctx.ram
+                                .write(a, d)
+                                .map_err(|_| BusError::NoDevice { ipa: a, len: n })
+                        };
                     }
                     Ok(())
                 }
@@ -196,7 +228,15 @@ fn mmio(ctx: &mut ExitCtx<'_>, vcpu: &mut dyn VcpuOps, addr: u64, read: Option<&
         Err(BusError::DeviceError { .. }) => ExitAction::Continue,
         Err(BusError::NoDevice { .. }) => {
             // Nothing at this address: a bus error, as hardware would report it.
-            let act = ctx.nisv.unmapped_mmio(ctx.index, vcpu, ctx.ram, ctx.bus, addr, len, write.is_some());
+            let act = ctx.nisv.unmapped_mmio(
+                ctx.index,
+                vcpu,
+                ctx.ram,
+                ctx.bus,
+                addr,
+                len,
+                write.is_some(),
+            );
             apply(vcpu, act)
         }
     }
@@ -207,9 +247,15 @@ fn apply(vcpu: &mut dyn VcpuOps, act: NisvAction) -> ExitAction {
         NisvAction::Resume => ExitAction::Continue,
         NisvAction::InjectAbort => match vcpu.inject_ext_dabt() {
             Ok(()) => ExitAction::Continue,
-            Err(e) => stop(EXIT_VMM_ERROR, format!("kvm-nisv-vmm: cannot inject an external abort: {e}")),
+            Err(e) => stop(
+                EXIT_VMM_ERROR,
+                format!("kvm-nisv-vmm: cannot inject an external abort: {e}"),
+            ),
         },
-        NisvAction::Stop { status, report } => ExitAction::Stop(Stop { status, message: Some(report) }),
+        NisvAction::Stop { status, report } => ExitAction::Stop(Stop {
+            status,
+            message: Some(report),
+        }),
     }
 }
 
@@ -220,18 +266,32 @@ pub fn handle_exit(ctx: &mut ExitCtx<'_>, vcpu: &mut dyn VcpuOps, exit: Exit<'_>
         Exit::MmioWrite { addr, data } => mmio(ctx, vcpu, addr, None, Some(data)),
         Exit::SystemEvent { kind, data } => match kind {
             KVM_SYSTEM_EVENT_SHUTDOWN => match vcpu.get(EXIT_STATUS_REG) {
-                Ok(v) => ExitAction::Stop(Stop { status: v.min(255) as i32, message: None }),
-                Err(e) => stop(EXIT_VMM_ERROR, format!("kvm-nisv-vmm: SYSTEM_OFF, but x4 is unreadable: {e}")),
+                Ok(v) => ExitAction::Stop(Stop {
+                    status: v.min(255) as i32,
+                    message: None,
+                }),
+                Err(e) => stop(
+                    EXIT_VMM_ERROR,
+                    format!("kvm-nisv-vmm: SYSTEM_OFF, but x4 is unreadable: {e}"),
+                ),
             },
-            KVM_SYSTEM_EVENT_RESET => stop(0, "kvm-nisv-vmm: the guest asked for SYSTEM_RESET; exiting with status 0"),
-            KVM_SYSTEM_EVENT_CRASH => stop(EXIT_GUEST_CRASH, format!("kvm-nisv-vmm: guest crash event {data:x?}")),
+            KVM_SYSTEM_EVENT_RESET => stop(
+                0,
+                "kvm-nisv-vmm: the guest asked for SYSTEM_RESET; exiting with status 0",
+            ),
+            KVM_SYSTEM_EVENT_CRASH => stop(
+                EXIT_GUEST_CRASH,
+                format!("kvm-nisv-vmm: guest crash event {data:x?}"),
+            ),
             other => {
                 log::info!("vcpu{}: system event {other} {data:x?} ignored", ctx.index);
                 ExitAction::Continue
             }
         },
         Exit::Nisv { esr_iss, fault_ipa } => {
-            let act = ctx.nisv.handle(ctx.index, vcpu, ctx.ram, ctx.bus, esr_iss, fault_ipa);
+            let act = ctx
+                .nisv
+                .handle(ctx.index, vcpu, ctx.ram, ctx.bus, esr_iss, fault_ipa);
             apply(vcpu, act)
         }
         Exit::Interrupted => ExitAction::Continue,
@@ -248,9 +308,16 @@ pub fn handle_exit(ctx: &mut ExitCtx<'_>, vcpu: &mut dyn VcpuOps, exit: Exit<'_>
         ),
         Exit::RunError(e) => stop(
             EXIT_VMM_ERROR,
-            format!("kvm-nisv-vmm: vcpu{}: KVM_RUN failed: {}", ctx.index, std::io::Error::from_raw_os_error(e)),
+            format!(
+                "kvm-nisv-vmm: vcpu{}: KVM_RUN failed: {}",
+                ctx.index,
+                std::io::Error::from_raw_os_error(e)
+            ),
         ),
-        Exit::Other(what) => stop(EXIT_VMM_ERROR, format!("kvm-nisv-vmm: vcpu{}: unexpected exit {what}", ctx.index)),
+        Exit::Other(what) => stop(
+            EXIT_VMM_ERROR,
+            format!("kvm-nisv-vmm: vcpu{}: unexpected exit {what}", ctx.index),
+        ),
     }
 }
 
@@ -292,14 +359,22 @@ impl VcpuControl {
     pub fn register_current_thread(&self) {
         // SAFETY: pthread_self has no preconditions.
         let me = unsafe { libc::pthread_self() };
-        self.threads.lock().unwrap_or_else(|e| e.into_inner()).push(me as usize);
+        self.threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(me as usize);
     }
 
     /// Send the kick signal to every registered vCPU thread except the caller.
     pub fn kick_others(&self) {
         // SAFETY: pthread_self has no preconditions.
         let me = unsafe { libc::pthread_self() };
-        for &t in self.threads.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        for &t in self
+            .threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
             let t = t as libc::pthread_t;
             // SAFETY: pthread_equal only compares ids.
             if unsafe { libc::pthread_equal(t, me) } != 0 {
@@ -429,7 +504,9 @@ mod kvm {
                 Ok(VcpuExit::MmioWrite(addr, data)) => {
                     let mut b = [0u8; 8];
                     let n = data.len().min(8);
-                    b.get_mut(..n).unwrap_or(&mut []).copy_from_slice(data.get(..n).unwrap_or(&[]));
+                    b.get_mut(..n)
+                        .unwrap_or(&mut [])
+                        .copy_from_slice(data.get(..n).unwrap_or(&[]));
                     Raw::MmioWrite(addr, b, n)
                 }
                 Ok(VcpuExit::SystemEvent(kind, data)) => Raw::SystemEvent(kind, data.to_vec()),
@@ -438,12 +515,18 @@ mod kvm {
                 Ok(other) => Raw::Other(format!("{other:?}")),
                 Err(e) => Raw::Err(e.errno()),
             };
-            let mut ctx = ExitCtx { index, bus, ram, nisv };
+            let mut ctx = ExitCtx {
+                index,
+                bus,
+                ram,
+                nisv,
+            };
             let mut buf = [0u8; 8];
             let action = match raw {
                 Raw::MmioRead(addr, n) => {
                     let data = buf.get_mut(..n).unwrap_or(&mut []);
-                    let a = handle_exit(&mut ctx, &mut KvmVcpu(&vcpu), Exit::MmioRead { addr, data });
+                    let a =
+                        handle_exit(&mut ctx, &mut KvmVcpu(&vcpu), Exit::MmioRead { addr, data });
                     let run = vcpu.get_kvm_run();
                     // SAFETY: the last exit was KVM_EXIT_MMIO, so the mmio member is the live one;
                     // n <= 8 = the size of mmio.data.
@@ -455,14 +538,24 @@ mod kvm {
                 }
                 Raw::MmioWrite(addr, b, n) => {
                     let data = b.get(..n).unwrap_or(&[]);
-                    handle_exit(&mut ctx, &mut KvmVcpu(&vcpu), Exit::MmioWrite { addr, data })
+                    handle_exit(
+                        &mut ctx,
+                        &mut KvmVcpu(&vcpu),
+                        Exit::MmioWrite { addr, data },
+                    )
                 }
-                Raw::SystemEvent(kind, data) => {
-                    handle_exit(&mut ctx, &mut KvmVcpu(&vcpu), Exit::SystemEvent { kind, data: &data })
-                }
+                Raw::SystemEvent(kind, data) => handle_exit(
+                    &mut ctx,
+                    &mut KvmVcpu(&vcpu),
+                    Exit::SystemEvent { kind, data: &data },
+                ),
                 Raw::Nisv => {
                     let (esr_iss, fault_ipa) = nisv_payload(&mut vcpu);
-                    handle_exit(&mut ctx, &mut KvmVcpu(&vcpu), Exit::Nisv { esr_iss, fault_ipa })
+                    handle_exit(
+                        &mut ctx,
+                        &mut KvmVcpu(&vcpu),
+                        Exit::Nisv { esr_iss, fault_ipa },
+                    )
                 }
                 Raw::Intr => handle_exit(&mut ctx, &mut KvmVcpu(&vcpu), Exit::Interrupted),
                 Raw::Err(e) => handle_exit(&mut ctx, &mut KvmVcpu(&vcpu), Exit::RunError(e)),
@@ -527,7 +620,13 @@ mod tests {
     /// advances PC: enough to check the wiring from exit to device.
     struct StoreX0;
     impl NisvEmulator for StoreX0 {
-        fn emulate(&mut self, regs: &mut dyn VcpuRegs, _: &dyn GuestRam, bus: &Bus, ipa: u64) -> Result<EmuOutcome, String> {
+        fn emulate(
+            &mut self,
+            regs: &mut dyn VcpuRegs,
+            _: &dyn GuestRam,
+            bus: &Bus,
+            ipa: u64,
+        ) -> Result<EmuOutcome, String> {
             let v = regs.get(Reg::X(0)).map_err(|e| e.to_string())?;
             match bus.write(ipa, &v.to_le_bytes()) {
                 Ok(()) => {
@@ -568,10 +667,31 @@ mod tests {
         let out = Sink::default();
         let irq = vmm_sys_util::eventfd::EventFd::new(libc::EFD_NONBLOCK).unwrap();
         let mut bus = Bus::new();
-        bus.insert(UART_BASE, UART_SIZE, Arc::new(Mutex::new(Uart::new(irq, Box::new(out.clone()))))).unwrap();
-        bus.insert(TESTDEV_CTRL_BASE, TESTDEV_CTRL_SIZE, Arc::new(Mutex::new(dev.ctrl_device()))).unwrap();
-        bus.insert(TESTDEV_DATA_BASE, TESTDEV_DATA_SIZE, Arc::new(Mutex::new(dev.data_device()))).unwrap();
-        Machine { bus, ram, dev, out, stats }
+        bus.insert(
+            UART_BASE,
+            UART_SIZE,
+            Arc::new(Mutex::new(Uart::new(irq, Box::new(out.clone())))),
+        )
+        .unwrap();
+        bus.insert(
+            TESTDEV_CTRL_BASE,
+            TESTDEV_CTRL_SIZE,
+            Arc::new(Mutex::new(dev.ctrl_device())),
+        )
+        .unwrap();
+        bus.insert(
+            TESTDEV_DATA_BASE,
+            TESTDEV_DATA_SIZE,
+            Arc::new(Mutex::new(dev.data_device())),
+        )
+        .unwrap();
+        Machine {
+            bus,
+            ram,
+            dev,
+            out,
+            stats,
+        }
     }
 
     fn vcpu() -> FakeVcpu {
@@ -582,7 +702,12 @@ mod tests {
     }
 
     fn run(m: &Machine, h: &mut NisvHandler, v: &mut FakeVcpu, exit: Exit<'_>) -> ExitAction {
-        let mut ctx = ExitCtx { index: 0, bus: &m.bus, ram: &*m.ram, nisv: h };
+        let mut ctx = ExitCtx {
+            index: 0,
+            bus: &m.bus,
+            ram: &*m.ram,
+            nisv: h,
+        };
         handle_exit(&mut ctx, v, exit)
     }
 
@@ -596,19 +721,65 @@ mod tests {
         let mut h = handler(&m, Policy::Emulate, Box::new(StoreX0));
         let mut v = vcpu();
         for b in b"hi" {
-            assert_eq!(run(&m, &mut h, &mut v, Exit::MmioWrite { addr: UART_BASE, data: &[*b] }), ExitAction::Continue);
+            assert_eq!(
+                run(
+                    &m,
+                    &mut h,
+                    &mut v,
+                    Exit::MmioWrite {
+                        addr: UART_BASE,
+                        data: &[*b]
+                    }
+                ),
+                ExitAction::Continue
+            );
         }
         assert_eq!(&*m.out.0.lock().unwrap(), b"hi");
         // Testdev: fill 4 bytes with 0x5a through the control registers, read them back.
-        for (off, val) in [(testdev::REG_ADDR, 0x5a), (testdev::REG_OFFSET, 0x10), (testdev::REG_LEN, 4), (testdev::REG_CMD_STATUS, testdev::CMD_FILL)] {
+        for (off, val) in [
+            (testdev::REG_ADDR, 0x5a),
+            (testdev::REG_OFFSET, 0x10),
+            (testdev::REG_LEN, 4),
+            (testdev::REG_CMD_STATUS, testdev::CMD_FILL),
+        ] {
             let data = u64::to_le_bytes(val);
-            assert_eq!(run(&m, &mut h, &mut v, Exit::MmioWrite { addr: TESTDEV_CTRL_BASE + off, data: &data }), ExitAction::Continue);
+            assert_eq!(
+                run(
+                    &m,
+                    &mut h,
+                    &mut v,
+                    Exit::MmioWrite {
+                        addr: TESTDEV_CTRL_BASE + off,
+                        data: &data
+                    }
+                ),
+                ExitAction::Continue
+            );
         }
         let mut d = [0xffu8; 8];
-        assert_eq!(run(&m, &mut h, &mut v, Exit::MmioRead { addr: TESTDEV_CTRL_BASE + testdev::REG_CMD_STATUS, data: &mut d }), ExitAction::Continue);
+        assert_eq!(
+            run(
+                &m,
+                &mut h,
+                &mut v,
+                Exit::MmioRead {
+                    addr: TESTDEV_CTRL_BASE + testdev::REG_CMD_STATUS,
+                    data: &mut d
+                }
+            ),
+            ExitAction::Continue
+        );
         assert_eq!(u64::from_le_bytes(d), testdev::STATUS_OK);
         let mut d = [0u8; 8];
-        run(&m, &mut h, &mut v, Exit::MmioRead { addr: TESTDEV_DATA_BASE + 0xe, data: &mut d });
+        run(
+            &m,
+            &mut h,
+            &mut v,
+            Exit::MmioRead {
+                addr: TESTDEV_DATA_BASE + 0xe,
+                data: &mut d,
+            },
+        );
         assert_eq!(d, [0, 0, 0x5a, 0x5a, 0x5a, 0x5a, 0, 0]);
         assert_eq!(v.injected, 0);
     }
@@ -619,13 +790,35 @@ mod tests {
         let mut h = handler(&m, Policy::Emulate, Box::new(StoreX0));
         let mut v = vcpu();
         let data = 0x8877_6655_4433_2211u64.to_le_bytes();
-        assert_eq!(run(&m, &mut h, &mut v, Exit::MmioWrite { addr: RAM_BASE - 3, data: &data }), ExitAction::Continue);
-        assert_eq!(m.dev.data(TESTDEV_DATA_SIZE - 3, 3).unwrap(), vec![0x11, 0x22, 0x33]);
+        assert_eq!(
+            run(
+                &m,
+                &mut h,
+                &mut v,
+                Exit::MmioWrite {
+                    addr: RAM_BASE - 3,
+                    data: &data
+                }
+            ),
+            ExitAction::Continue
+        );
+        assert_eq!(
+            m.dev.data(TESTDEV_DATA_SIZE - 3, 3).unwrap(),
+            vec![0x11, 0x22, 0x33]
+        );
         let mut b = [0u8; 5];
         m.ram.read(RAM_BASE, &mut b).unwrap();
         assert_eq!(b, [0x44, 0x55, 0x66, 0x77, 0x88]);
         let mut d = [0u8; 8];
-        run(&m, &mut h, &mut v, Exit::MmioRead { addr: RAM_BASE - 3, data: &mut d });
+        run(
+            &m,
+            &mut h,
+            &mut v,
+            Exit::MmioRead {
+                addr: RAM_BASE - 3,
+                data: &mut d,
+            },
+        );
         assert_eq!(d, data);
         assert_eq!(v.injected, 0);
     }
@@ -636,12 +829,31 @@ mod tests {
         let mut h = handler(&m, Policy::Emulate, Box::new(StoreX0));
         let mut v = vcpu();
         let mut d = [0xffu8; 4];
-        assert_eq!(run(&m, &mut h, &mut v, Exit::MmioRead { addr: 0x4000_0000, data: &mut d }), ExitAction::Continue);
+        assert_eq!(
+            run(
+                &m,
+                &mut h,
+                &mut v,
+                Exit::MmioRead {
+                    addr: 0x4000_0000,
+                    data: &mut d
+                }
+            ),
+            ExitAction::Continue
+        );
         assert_eq!(d, [0; 4]);
         assert_eq!(v.injected, 1);
         // Without the injection capability: a clear stop, not a hang.
         v.inject_fails = true;
-        match run(&m, &mut h, &mut v, Exit::MmioWrite { addr: 0x4000_0000, data: &[1] }) {
+        match run(
+            &m,
+            &mut h,
+            &mut v,
+            Exit::MmioWrite {
+                addr: 0x4000_0000,
+                data: &[1],
+            },
+        ) {
             ExitAction::Stop(s) => {
                 assert_eq!(s.status, EXIT_VMM_ERROR);
                 assert!(s.message.unwrap().contains("cannot inject"));
@@ -658,13 +870,35 @@ mod tests {
         v.regs.x[1] = 0; // KVM zeroes x1..x3 before the exit reaches us.
         v.regs.x[4] = 42;
         assert_eq!(
-            run(&m, &mut h, &mut v, Exit::SystemEvent { kind: 1, data: &[0] }),
-            ExitAction::Stop(Stop { status: 42, message: None })
+            run(
+                &m,
+                &mut h,
+                &mut v,
+                Exit::SystemEvent {
+                    kind: 1,
+                    data: &[0]
+                }
+            ),
+            ExitAction::Stop(Stop {
+                status: 42,
+                message: None
+            })
         );
         v.regs.x[4] = 1000;
         assert_eq!(
-            run(&m, &mut h, &mut v, Exit::SystemEvent { kind: 1, data: &[0] }),
-            ExitAction::Stop(Stop { status: 255, message: None })
+            run(
+                &m,
+                &mut h,
+                &mut v,
+                Exit::SystemEvent {
+                    kind: 1,
+                    data: &[0]
+                }
+            ),
+            ExitAction::Stop(Stop {
+                status: 255,
+                message: None
+            })
         );
         match run(&m, &mut h, &mut v, Exit::SystemEvent { kind: 2, data: &[] }) {
             ExitAction::Stop(s) => assert_eq!(s.status, 0),
@@ -674,7 +908,10 @@ mod tests {
             ExitAction::Stop(s) => assert_eq!(s.status, EXIT_GUEST_CRASH),
             a => panic!("{a:?}"),
         }
-        assert_eq!(run(&m, &mut h, &mut v, Exit::SystemEvent { kind: 4, data: &[] }), ExitAction::Continue);
+        assert_eq!(
+            run(&m, &mut h, &mut v, Exit::SystemEvent { kind: 4, data: &[] }),
+            ExitAction::Continue
+        );
     }
 
     #[test]
@@ -685,25 +922,78 @@ mod tests {
         let mut v = vcpu();
         v.regs.x[0] = 0xdead_beef;
         let pc = v.regs.pc;
-        assert_eq!(run(&m, &mut h, &mut v, Exit::Nisv { esr_iss: 0x45, fault_ipa: TESTDEV_DATA_BASE + 8 }), ExitAction::Continue);
+        assert_eq!(
+            run(
+                &m,
+                &mut h,
+                &mut v,
+                Exit::Nisv {
+                    esr_iss: 0x45,
+                    fault_ipa: TESTDEV_DATA_BASE + 8
+                }
+            ),
+            ExitAction::Continue
+        );
         assert_eq!(v.regs.pc, pc + 4);
         assert_eq!(m.dev.data(8, 4).unwrap(), vec![0xef, 0xbe, 0xad, 0xde]);
         let mut d = [0u8; 8];
-        run(&m, &mut h, &mut v, Exit::MmioRead { addr: TESTDEV_CTRL_BASE + testdev::REG_NISV_COUNT, data: &mut d });
+        run(
+            &m,
+            &mut h,
+            &mut v,
+            Exit::MmioRead {
+                addr: TESTDEV_CTRL_BASE + testdev::REG_NISV_COUNT,
+                data: &mut d,
+            },
+        );
         assert_eq!(u64::from_le_bytes(d), 1);
         // emulate, nothing at the address: abort injected.
-        assert_eq!(run(&m, &mut h, &mut v, Exit::Nisv { esr_iss: 0x45, fault_ipa: 0x4000_0000 }), ExitAction::Continue);
+        assert_eq!(
+            run(
+                &m,
+                &mut h,
+                &mut v,
+                Exit::Nisv {
+                    esr_iss: 0x45,
+                    fault_ipa: 0x4000_0000
+                }
+            ),
+            ExitAction::Continue
+        );
         assert_eq!(v.injected, 1);
         // inject: always.
         let mut h = handler(&m, Policy::Inject, Box::new(StoreX0));
-        assert_eq!(run(&m, &mut h, &mut v, Exit::Nisv { esr_iss: 0x45, fault_ipa: TESTDEV_DATA_BASE }), ExitAction::Continue);
+        assert_eq!(
+            run(
+                &m,
+                &mut h,
+                &mut v,
+                Exit::Nisv {
+                    esr_iss: 0x45,
+                    fault_ipa: TESTDEV_DATA_BASE
+                }
+            ),
+            ExitAction::Continue
+        );
         assert_eq!(v.injected, 2);
         // stop: a report naming the window, status 3.
         let mut h = handler(&m, Policy::Stop, Box::new(StoreX0));
-        match run(&m, &mut h, &mut v, Exit::Nisv { esr_iss: 0x45, fault_ipa: TESTDEV_DATA_BASE }) {
+        match run(
+            &m,
+            &mut h,
+            &mut v,
+            Exit::Nisv {
+                esr_iss: 0x45,
+                fault_ipa: TESTDEV_DATA_BASE,
+            },
+        ) {
             ExitAction::Stop(s) => {
                 assert_eq!(s.status, EXIT_NISV_STOP);
-                assert!(s.message.unwrap().contains("inside the testdev-data window"));
+                assert!(
+                    s.message
+                        .unwrap()
+                        .contains("inside the testdev-data window")
+                );
             }
             a => panic!("{a:?}"),
         }
@@ -717,7 +1007,15 @@ mod tests {
         let mut last = ExitAction::Continue;
         let mut n = 0;
         while last == ExitAction::Continue && n < 100 {
-            last = run(&m, &mut h, &mut v, Exit::Nisv { esr_iss: 0x5, fault_ipa: 0x4000_0000 });
+            last = run(
+                &m,
+                &mut h,
+                &mut v,
+                Exit::Nisv {
+                    esr_iss: 0x5,
+                    fault_ipa: 0x4000_0000,
+                },
+            );
             n += 1;
         }
         assert_eq!(n, crate::nisv::RETRY_LIMIT as usize + 1);
@@ -733,8 +1031,14 @@ mod tests {
         let m = machine();
         let mut h = handler(&m, Policy::Emulate, Box::new(StoreX0));
         let mut v = vcpu();
-        assert_eq!(run(&m, &mut h, &mut v, Exit::RunError(libc::EINTR)), ExitAction::Continue);
-        assert_eq!(run(&m, &mut h, &mut v, Exit::Interrupted), ExitAction::Continue);
+        assert_eq!(
+            run(&m, &mut h, &mut v, Exit::RunError(libc::EINTR)),
+            ExitAction::Continue
+        );
+        assert_eq!(
+            run(&m, &mut h, &mut v, Exit::Interrupted),
+            ExitAction::Continue
+        );
         match run(&m, &mut h, &mut v, Exit::RunError(libc::ENOSYS)) {
             ExitAction::Stop(s) => {
                 assert_eq!(s.status, EXIT_NISV_UNSUPPORTED);

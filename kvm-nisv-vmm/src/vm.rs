@@ -67,29 +67,37 @@ fn handle_termination_signals(tx: mpsc::Sender<Msg>) -> std::io::Result<()> {
     if r != 0 {
         return Err(std::io::Error::from_raw_os_error(r));
     }
-    std::thread::Builder::new().name("signals".into()).spawn(move || {
-        loop {
-            let mut sig: libc::c_int = 0;
-            // SAFETY: `set` and `sig` are valid for the call; the signals are blocked in
-            // every thread, so sigwait is the only place they are delivered.
-            if unsafe { libc::sigwait(&set, &mut sig) } == 0 && tx.send(Msg::Signal(sig)).is_err() {
-                return;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            loop {
+                let mut sig: libc::c_int = 0;
+                // SAFETY: `set` and `sig` are valid for the call; the signals are blocked in
+                // every thread, so sigwait is the only place they are delivered.
+                if unsafe { libc::sigwait(&set, &mut sig) } == 0
+                    && tx.send(Msg::Signal(sig)).is_err()
+                {
+                    return;
+                }
             }
-        }
-    })?;
+        })?;
     Ok(())
 }
 
 fn setup_vcpu(vm: &VmFd, index: u64, entry: u64, dtb: u64) -> Result<(VcpuFd, u64), String> {
-    let vcpu = vm.create_vcpu(index).map_err(|e| format!("KVM_CREATE_VCPU {index}: {e}"))?;
+    let vcpu = vm
+        .create_vcpu(index)
+        .map_err(|e| format!("KVM_CREATE_VCPU {index}: {e}"))?;
     let mut kvi = kvm_vcpu_init::default();
-    vm.get_preferred_target(&mut kvi).map_err(|e| format!("KVM_ARM_PREFERRED_TARGET: {e}"))?;
+    vm.get_preferred_target(&mut kvi)
+        .map_err(|e| format!("KVM_ARM_PREFERRED_TARGET: {e}"))?;
     kvi.features[0] |= 1 << KVM_ARM_VCPU_PSCI_0_2;
     if index > 0 {
         // Secondaries wait for PSCI CPU_ON, which KVM handles in the kernel.
         kvi.features[0] |= 1 << KVM_ARM_VCPU_POWER_OFF;
     }
-    vcpu.vcpu_init(&kvi).map_err(|e| format!("KVM_ARM_VCPU_INIT {index}: {e}"))?;
+    vcpu.vcpu_init(&kvi)
+        .map_err(|e| format!("KVM_ARM_VCPU_INIT {index}: {e}"))?;
     let mut regs = KvmRegs(&vcpu);
     if index == 0 {
         let set = |r: &mut KvmRegs<'_>, reg, v| r.set(reg, v).map_err(|e| e.to_string());
@@ -101,7 +109,8 @@ fn setup_vcpu(vm: &VmFd, index: u64, entry: u64, dtb: u64) -> Result<(VcpuFd, u6
         }
     }
     let mut b = [0u8; 8];
-    vcpu.get_one_reg(sysreg_id(MPIDR_EL1), &mut b).map_err(|e| format!("reading MPIDR_EL1 of vCPU {index}: {e}"))?;
+    vcpu.get_one_reg(sysreg_id(MPIDR_EL1), &mut b)
+        .map_err(|e| format!("reading MPIDR_EL1 of vCPU {index}: {e}"))?;
     Ok((vcpu, u64::from_le_bytes(b)))
 }
 
@@ -179,7 +188,11 @@ pub fn run(args: &RunArgs) -> i32 {
         Err(e) => fail!("{}: {e}", args.kernel.display()),
     };
     if let KernelKind::Image(h) = kernel.kind {
-        log::info!("arm64 Image: text_offset {:#x}, image_size {:#x}", h.text_offset, h.image_size);
+        log::info!(
+            "arm64 Image: text_offset {:#x}, image_size {:#x}",
+            h.text_offset,
+            h.image_size
+        );
     }
     let initrd = match &args.initrd {
         None => None,
@@ -215,7 +228,12 @@ pub fn run(args: &RunArgs) -> i32 {
     let control = Arc::new(VcpuControl::new());
     let attrs: Arc<dyn crate::gic::VgicAttrs> = Arc::new(KvmVgicAttrs::new(gic, control.clone()));
 
-    let fdt = match create_fdt(&FdtConfig { ram_size: args.mem, mpidrs: mpidrs.clone(), cmdline: args.cmdline.clone(), initrd }) {
+    let fdt = match create_fdt(&FdtConfig {
+        ram_size: args.mem,
+        mpidrs: mpidrs.clone(),
+        cmdline: args.cmdline.clone(),
+        initrd,
+    }) {
         Ok(b) => b,
         Err(e) => fail!("building the device tree: {e}"),
     };
@@ -238,11 +256,36 @@ pub fn run(args: &RunArgs) -> i32 {
     let redist_len = redist_window_size(cpus);
     let inserted = bus
         .insert(UART_BASE, UART_SIZE, uart.clone())
-        .and_then(|_| bus.insert(TESTDEV_CTRL_BASE, TESTDEV_CTRL_SIZE, Arc::new(Mutex::new(testdev.ctrl_device()))))
-        .and_then(|_| bus.insert(TESTDEV_DATA_BASE, TESTDEV_DATA_SIZE, Arc::new(Mutex::new(testdev.data_device()))))
-        .and_then(|_| bus.insert(GIC_DIST_BASE, GIC_DIST_SIZE, Arc::new(Mutex::new(GicRegs::new(Frame::Dist, attrs.clone())))))
         .and_then(|_| {
-            bus.insert(GIC_REDIST_BASE, redist_len, Arc::new(Mutex::new(GicRegs::new(Frame::Redist(mpidrs.clone()), attrs.clone()))))
+            bus.insert(
+                TESTDEV_CTRL_BASE,
+                TESTDEV_CTRL_SIZE,
+                Arc::new(Mutex::new(testdev.ctrl_device())),
+            )
+        })
+        .and_then(|_| {
+            bus.insert(
+                TESTDEV_DATA_BASE,
+                TESTDEV_DATA_SIZE,
+                Arc::new(Mutex::new(testdev.data_device())),
+            )
+        })
+        .and_then(|_| {
+            bus.insert(
+                GIC_DIST_BASE,
+                GIC_DIST_SIZE,
+                Arc::new(Mutex::new(GicRegs::new(Frame::Dist, attrs.clone()))),
+            )
+        })
+        .and_then(|_| {
+            bus.insert(
+                GIC_REDIST_BASE,
+                redist_len,
+                Arc::new(Mutex::new(GicRegs::new(
+                    Frame::Redist(mpidrs.clone()),
+                    attrs.clone(),
+                ))),
+            )
         });
     if let Err(e) = inserted {
         fail!("building the MMIO bus: {e}");
@@ -257,14 +300,24 @@ pub fn run(args: &RunArgs) -> i32 {
         for (i, vcpu) in vcpus.into_iter().enumerate() {
             let tx = tx.clone();
             let (bus, ram, control) = (&bus, &*ram, &control);
-            let mut nisv = NisvHandler::new(args.on_nisv, args.trace_nisv, Box::new(KvmNisvEmulator::new()), stats.clone());
-            let spawned = std::thread::Builder::new().name(format!("vcpu{i}")).spawn_scoped(s, move || {
-                let r = run_vcpu(vcpu, i, bus, ram, &mut nisv, control);
-                let _ = tx.send(Msg::Vcpu(i, r));
-            });
+            let mut nisv = NisvHandler::new(
+                args.on_nisv,
+                args.trace_nisv,
+                Box::new(KvmNisvEmulator::new()),
+                stats.clone(),
+            );
+            let spawned = std::thread::Builder::new()
+                .name(format!("vcpu{i}"))
+                .spawn_scoped(s, move || {
+                    let r = run_vcpu(vcpu, i, bus, ram, &mut nisv, control);
+                    let _ = tx.send(Msg::Vcpu(i, r));
+                });
             if let Err(e) = spawned {
                 control.request_stop();
-                return (EXIT_VMM_ERROR, Some(format!("kvm-nisv-vmm: cannot start vCPU thread {i}: {e}")));
+                return (
+                    EXIT_VMM_ERROR,
+                    Some(format!("kvm-nisv-vmm: cannot start vCPU thread {i}: {e}")),
+                );
             }
         }
         let mut outcome: Option<(i32, Option<String>)> = None;
@@ -298,7 +351,10 @@ pub fn run(args: &RunArgs) -> i32 {
                 }
                 Some(Msg::Signal(sig)) => {
                     if outcome.is_none() {
-                        outcome = Some((128 + sig, Some(format!("kvm-nisv-vmm: received signal {sig}, stopping"))));
+                        outcome = Some((
+                            128 + sig,
+                            Some(format!("kvm-nisv-vmm: received signal {sig}, stopping")),
+                        ));
                     }
                 }
                 None => break,
@@ -308,14 +364,23 @@ pub fn run(args: &RunArgs) -> i32 {
                 deadline = Some(Instant::now() + Duration::from_secs(2));
             }
         }
-        outcome.unwrap_or((EXIT_VMM_ERROR, Some("kvm-nisv-vmm: all vCPUs stopped without a reason".into())))
+        outcome.unwrap_or((
+            EXIT_VMM_ERROR,
+            Some("kvm-nisv-vmm: all vCPUs stopped without a reason".into()),
+        ))
     });
     finish(&uart, &stats, args.trace_nisv, &testdev, message.as_deref());
     drop(vm);
     status
 }
 
-fn finish(uart: &Arc<Mutex<Uart>>, stats: &NisvStats, trace: bool, testdev: &TestDevice, message: Option<&str>) {
+fn finish(
+    uart: &Arc<Mutex<Uart>>,
+    stats: &NisvStats,
+    trace: bool,
+    testdev: &TestDevice,
+    message: Option<&str>,
+) {
     uart.lock().unwrap_or_else(|e| e.into_inner()).flush();
     let _ = std::io::stdout().flush();
     if let Some(m) = message {
@@ -325,6 +390,9 @@ fn finish(uart: &Arc<Mutex<Uart>>, stats: &NisvStats, trace: bool, testdev: &Tes
         eprintln!("{}", stats.summary());
     }
     if trace {
-        eprintln!("kvm-nisv-vmm: test device data-window accesses: {}", testdev.total_accesses());
+        eprintln!(
+            "kvm-nisv-vmm: test device data-window accesses: {}",
+            testdev.total_accesses()
+        );
     }
 }

@@ -70,8 +70,15 @@ fn write_guest(name: &str, bytes: &[u8]) -> PathBuf {
 fn run(name: &str, bytes: &[u8], extra: &[&str]) -> Output {
     let p = write_guest(name, bytes);
     let mut cmd = Command::new(vmm());
-    cmd.arg("run").arg("--kernel").arg(&p).args(["--mem", "16M"]).args(extra);
-    let out = cmd.stdin(Stdio::null()).output().expect("spawn kvm-nisv-vmm");
+    cmd.arg("run")
+        .arg("--kernel")
+        .arg(&p)
+        .args(["--mem", "16M"])
+        .args(extra);
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .expect("spawn kvm-nisv-vmm");
     let _ = std::fs::remove_file(&p);
     eprintln!(
         "{name}: status {:?}\n--- stdout\n{}--- stderr\n{}",
@@ -134,7 +141,10 @@ fn test_device_commands_over_mmio() {
         &OFF,
     ]
     .concat();
-    assert_eq!(run("testdev", &image(&code, &[]), &[]).status.code(), Some(0x5a));
+    assert_eq!(
+        run("testdev", &image(&code, &[]), &[]).status.code(),
+        Some(0x5a)
+    );
 }
 
 /// `str x0, [x1], #8` (post-index: no syndrome, a NISV exit) at an address with
@@ -142,7 +152,11 @@ fn test_device_commands_over_mmio() {
 fn nisv_hole(handler: &[u32]) -> Vec<u8> {
     let code = [
         &SET_VBAR[..],
-        &[HOLE_X1, 0xf800_8420 /* str x0, [x1], #8 */, NO_EXCEPTION],
+        &[
+            HOLE_X1,
+            0xf800_8420, /* str x0, [x1], #8 */
+            NO_EXCEPTION,
+        ],
         &OFF,
     ]
     .concat();
@@ -152,8 +166,16 @@ fn nisv_hole(handler: &[u32]) -> Vec<u8> {
 #[test]
 fn nisv_to_nothing_injects_a_synchronous_external_abort() {
     for policy in ["emulate", "inject"] {
-        let o = run(&format!("hole-{policy}"), &nisv_hole(&HANDLER_EC), &["--on-nisv", policy]);
-        assert_eq!(o.status.code(), Some(0x25), "policy {policy}: EC = data abort, same EL");
+        let o = run(
+            &format!("hole-{policy}"),
+            &nisv_hole(&HANDLER_EC),
+            &["--on-nisv", policy],
+        );
+        assert_eq!(
+            o.status.code(),
+            Some(0x25),
+            "policy {policy}: EC = data abort, same EL"
+        );
     }
 }
 
@@ -170,11 +192,18 @@ fn nisv_stop_reports_outside_any_ram_or_device() {
 #[test]
 fn nisv_stop_reports_the_device_window() {
     let code = [
-        &[0xd2af_fe01u32 /* mov x1, #0x7ff00000 */, 0xf800_8420 /* str x0, [x1], #8 */][..],
+        &[
+            0xd2af_fe01u32, /* mov x1, #0x7ff00000 */
+            0xf800_8420,    /* str x0, [x1], #8 */
+        ][..],
         &OFF,
     ]
     .concat();
-    let o = run("window-stop", &image(&code, &[]), &["--on-nisv", "stop", "--trace-nisv"]);
+    let o = run(
+        "window-stop",
+        &image(&code, &[]),
+        &["--on-nisv", "stop", "--trace-nisv"],
+    );
     assert_eq!(o.status.code(), Some(3));
     let e = stderr(&o);
     assert!(e.contains("inside the testdev-data window"), "{e}");
@@ -183,13 +212,27 @@ fn nisv_stop_reports_the_device_window() {
 
 #[test]
 fn plain_mmio_to_nothing_injects_too() {
-    let code = [&SET_VBAR[..], &[HOLE_X1, 0xf900_0020 /* str x0, [x1] */, NO_EXCEPTION], &OFF].concat();
-    assert_eq!(run("mmio-hole", &image(&code, &HANDLER_EC), &[]).status.code(), Some(0x25));
+    let code = [
+        &SET_VBAR[..],
+        &[HOLE_X1, 0xf900_0020 /* str x0, [x1] */, NO_EXCEPTION],
+        &OFF,
+    ]
+    .concat();
+    assert_eq!(
+        run("mmio-hole", &image(&code, &HANDLER_EC), &[])
+            .status
+            .code(),
+        Some(0x25)
+    );
 }
 
 #[test]
 fn a_guest_retrying_forever_is_stopped() {
-    let o = run("retry", &nisv_hole(&HANDLER_RETRY), &["--on-nisv", "inject"]);
+    let o = run(
+        "retry",
+        &nisv_hole(&HANDLER_RETRY),
+        &["--on-nisv", "inject"],
+    );
     assert_eq!(o.status.code(), Some(4));
     assert!(stderr(&o).contains("retry loop"), "{}", stderr(&o));
 }
@@ -228,20 +271,18 @@ fn sigterm_ends_the_vm_cleanly() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(1500));
     // SAFETY: kill(2) on our own child's pid.
-    unsafe { libc_kill(child.id() as i32, 15) };
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
     let t = Instant::now();
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(t.elapsed() < Duration::from_secs(20), "the VMM did not stop after SIGTERM");
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the VMM did not stop after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     let _ = std::fs::remove_file(&p);
     assert_eq!(status.code(), Some(128 + 15));
-}
-
-unsafe extern "C" {
-    #[link_name = "kill"]
-    fn libc_kill(pid: i32, sig: i32) -> i32;
 }

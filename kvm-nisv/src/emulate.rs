@@ -313,7 +313,7 @@ fn bus_chunks(ipa: u64, len: usize) -> impl Iterator<Item = (u64, usize)> {
             return None;
         }
         let mut s = 8usize;
-        while s > 1 && (s > left || at % s as u64 != 0) {
+        while s > 1 && (s > left || !at.is_multiple_of(s as u64)) {
             s /= 2;
         }
         let r = (at, s);
@@ -787,10 +787,10 @@ impl Emulator {
             }
             _ => {}
         }
-        if let Some((s, st)) = status_write {
-            if s < 31 {
-                regs.set(Reg::X(s), st)?;
-            }
+        if let Some((s, st)) = status_write
+            && s < 31
+        {
+            regs.set(Reg::X(s), st)?;
         }
         if let Some(v) = wb_val {
             match insn.base {
@@ -817,7 +817,7 @@ fn decode_word(word: u32) -> Result<Insn, Unsupported> {
 /// Fetch the instruction word at `pc` (little-endian, fetch permissions).
 fn fetch<M: GuestRam>(s1: &Stage1Regs, pc: u64, el: El, ram: &M) -> Result<u32, EmulateError> {
     let err = |reason| EmulateError::Fetch { pc, reason };
-    if pc % 4 != 0 {
+    if !pc.is_multiple_of(4) {
         return Err(err(FetchFailure::Misaligned));
     }
     let t = stage1::translate(s1, pc, AccessKind::Fetch, el, ram)
@@ -903,10 +903,12 @@ fn load_elem<M: GuestRam, B: MmioBus>(
     big: bool,
 ) -> Result<u128, EmulateError> {
     let mut buf = [0u8; 16];
-    let bytes = buf.get_mut(..p.size).ok_or(EmulateError::Mem(MemError::NotRam {
-        ipa: 0,
-        len: p.size,
-    }))?;
+    let bytes = buf
+        .get_mut(..p.size)
+        .ok_or(EmulateError::Mem(MemError::NotRam {
+            ipa: 0,
+            len: p.size,
+        }))?;
     for pc in &p.pieces {
         let Some(dst) = bytes.get_mut(pc.off..pc.off + pc.len) else {
             continue;
@@ -1008,16 +1010,16 @@ fn write_gpr<R: VcpuRegs + ?Sized>(
     v: u64,
     size: usize,
 ) -> Result<(), RegError> {
-    if let RegSlot::Gpr { n, ext } = slot {
-        if n < 31 {
-            let v = v & mask(size);
-            let val = match ext {
-                LoadExt::Zero => v,
-                LoadExt::Sign32 => sext(v, size) & 0xffff_ffff,
-                LoadExt::Sign64 => sext(v, size),
-            };
-            regs.set(Reg::X(n), val)?;
-        }
+    if let RegSlot::Gpr { n, ext } = slot
+        && n < 31
+    {
+        let v = v & mask(size);
+        let val = match ext {
+            LoadExt::Zero => v,
+            LoadExt::Sign32 => sext(v, size) & 0xffff_ffff,
+            LoadExt::Sign64 => sext(v, size),
+        };
+        regs.set(Reg::X(n), val)?;
     }
     Ok(())
 }

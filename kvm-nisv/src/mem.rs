@@ -185,7 +185,10 @@ mod tests {
         assert_eq!(b, [1, 2, 3, 4, 5, 6, 7, 8]);
         assert_eq!(
             ram.read(0x1ffc, &mut b),
-            Err(MemError::NotRam { ipa: 0x1ffc, len: 8 })
+            Err(MemError::NotRam {
+                ipa: 0x1ffc,
+                len: 8
+            })
         );
         assert!(ram.read(u64::MAX - 2, &mut b).is_err());
         assert!(!ram.is_ram(0x0fff, 2));

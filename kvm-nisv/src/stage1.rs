@@ -671,10 +671,8 @@ pub fn translate_deferred<M: GuestRam + ?Sized>(
         (AccessKind::Read, El::El0) => ap1,
         (AccessKind::Write, El::El0) => el0_write,
         (AccessKind::Read, El::El1) => !(regs.pan && ap1),
-        (AccessKind::Write, El::El1) => !ap2 && !(regs.pan && ap1),
-        (AccessKind::Fetch, El::El0) => {
-            !(desc & (1 << 54) != 0 || uxn_table || (wxn && el0_write))
-        }
+        (AccessKind::Write, El::El1) => !(ap2 || (regs.pan && ap1)),
+        (AccessKind::Fetch, El::El0) => !(desc & (1 << 54) != 0 || uxn_table || (wxn && el0_write)),
         (AccessKind::Fetch, El::El1) => {
             // Memory writable at EL0 is never executable at EL1.
             !(desc & (1 << 53) != 0 || pxn_table || el0_write || (wxn && !ap2))
@@ -769,7 +767,10 @@ mod tests {
     #[test]
     fn output_address_forms() {
         // 4K, DS = 0: bits [47:12].
-        assert_eq!(output_address(0xffff_1234_5678_9fff, 12, false, false), 0x1234_5678_9000);
+        assert_eq!(
+            output_address(0xffff_1234_5678_9fff, 12, false, false),
+            0x1234_5678_9000
+        );
         // 4K, DS = 1: OA[51:50] from bits [9:8], OA[49:48] in place.
         assert_eq!(
             output_address(0x0003_0000_0000_1300, 12, true, false),
@@ -780,6 +781,9 @@ mod tests {
             output_address(0x0000_0000_0001_a000, 16, false, true),
             0x000a_0000_0001_0000
         );
-        assert_eq!(output_address(0x0000_0000_0001_a000, 16, false, false), 0x1_0000);
+        assert_eq!(
+            output_address(0x0000_0000_0001_a000, 16, false, false),
+            0x1_0000
+        );
     }
 }

@@ -5,6 +5,8 @@
 //! minimality, the fault_ipa cross-check, unsupported states, ESR values,
 //! hardware AF updates, counters.
 
+#![allow(clippy::field_reassign_with_default)]
+
 #[path = "stage1_pt/mod.rs"]
 mod pt;
 
@@ -69,7 +71,10 @@ fn str_post_index_to_device_minimal_reads() {
         .unwrap();
     assert!(matches!(out, Outcome::Emulated { .. }), "{out:?}");
     assert_eq!(bus.log, vec![(0x1000_0000, 8, true)]);
-    assert_eq!(bus.region(0x1000_0000)[..8], 0x1122_3344_5566_7788u64.to_le_bytes());
+    assert_eq!(
+        bus.region(0x1000_0000)[..8],
+        0x1122_3344_5566_7788u64.to_le_bytes()
+    );
     assert_eq!(r.rf.x[1], 0x1000_0008);
     assert_eq!(r.rf.pc, CODE + 4);
     // MMU off: PSTATE, PC, SCTLR, then X1 and X0; no TCR/TTBR/MAIR, no V.
@@ -148,10 +153,16 @@ fn q_element_to_device_is_two_8_byte_accesses() {
         .emulate(&mut r, &ram, &mut bus, Some(0x900_0010))
         .unwrap();
     assert!(matches!(out, Outcome::Emulated { .. }), "{out:?}");
-    assert_eq!(bus.log, vec![(0x900_0010, 8, false), (0x900_0018, 8, false)]);
+    assert_eq!(
+        bus.log,
+        vec![(0x900_0010, 8, false), (0x900_0018, 8, false)]
+    );
     let want = u128::from_le_bytes(core::array::from_fn(|i| 0x10 + i as u8));
     assert_eq!(r.rf.v[3], want);
-    assert!(r.v_reads.is_empty(), "a whole-register load does not read V3");
+    assert!(
+        r.v_reads.is_empty(),
+        "a whole-register load does not read V3"
+    );
     // MMU on: SCTLR, TCR, TTBR0, TTBR1, MAIR, MMFR0 are read once each.
     let sys: Vec<_> = r
         .reads
@@ -173,8 +184,14 @@ fn element_straddling_ram_and_device_is_split_at_the_page() {
         .emulate(&mut r, &ram, &mut bus, Some(0x900_0000))
         .unwrap();
     assert!(matches!(out, Outcome::Emulated { .. }), "{out:?}");
-    assert_eq!(bus.log, vec![(0x900_0000, 4, false), (0x900_0004, 1, false)]);
-    assert_eq!(r.rf.x[2], u64::from_le_bytes([0xaa, 0xbb, 0xcc, 0, 1, 2, 3, 4]));
+    assert_eq!(
+        bus.log,
+        vec![(0x900_0000, 4, false), (0x900_0004, 1, false)]
+    );
+    assert_eq!(
+        r.rf.x[2],
+        u64::from_le_bytes([0xaa, 0xbb, 0xcc, 0, 1, 2, 3, 4])
+    );
     // And the other way round: a store starting on the device page at an odd
     // address: 1 + 2 + 4 bytes then RAM... (stur x2, [x1, #-7] at the device end).
 }
@@ -224,7 +241,14 @@ fn odd_device_piece_splits_naturally() {
         .emulate(&mut r, &ram, &mut bus, None)
         .unwrap();
     assert!(matches!(out, Outcome::Emulated { .. }));
-    assert_eq!(bus.log, vec![(0x900_0001, 1, true), (0x900_0002, 2, true), (0x900_0004, 1, true)]);
+    assert_eq!(
+        bus.log,
+        vec![
+            (0x900_0001, 1, true),
+            (0x900_0002, 2, true),
+            (0x900_0004, 1, true)
+        ]
+    );
 }
 
 #[test]
@@ -263,7 +287,9 @@ fn dc_zva_zeroes_a_block_across_ram_and_device_when_normal() {
     assert_eq!(bus.region(0xa00_0020), &[0; 0x20]);
     assert_eq!(
         bus.log,
-        (0..4).map(|i| (0xa00_0020 + 8 * i, 8, true)).collect::<Vec<_>>()
+        (0..4)
+            .map(|i| (0xa00_0020 + 8 * i, 8, true))
+            .collect::<Vec<_>>()
     );
     // With an override DCZID of 128 bytes, the block reaches beyond both.
     r.pc = CODE;
@@ -285,7 +311,13 @@ fn dc_zva_zeroes_a_block_across_ram_and_device_when_normal() {
         .with_dczid(0x13)
         .emulate(&mut r, &ram, &mut bus, None)
         .unwrap();
-    assert!(matches!(out, Outcome::Unsupported { word: 0xd50b_7423, .. }));
+    assert!(matches!(
+        out,
+        Outcome::Unsupported {
+            word: 0xd50b_7423,
+            ..
+        }
+    ));
     assert_eq!(bus.region(0xa00_0020), &[0xee; 0x20]);
     // EL0 with SCTLR_EL1.DZE = 0: unsupported.
     r.pstate = 0x3c0;
@@ -306,7 +338,10 @@ fn dc_zva_with_mmu_off_is_an_alignment_fault() {
         .unwrap();
     match out {
         Outcome::GuestFault(f) => {
-            assert_eq!((f.va, f.fault.kind, f.dfsc()), (0x2345, FaultKind::Alignment, 0x21));
+            assert_eq!(
+                (f.va, f.fault.kind, f.dfsc()),
+                (0x2345, FaultKind::Alignment, 0x21)
+            );
         }
         o => panic!("{o:?}"),
     }
@@ -318,11 +353,15 @@ fn unsupported_states_and_words() {
     // AArch32.
     let (ram, mut r) = flat(0xf800_8420);
     r.rf.pstate = 0x10;
-    let out = Emulator::new().emulate(&mut r, &ram, &mut bus, None).unwrap();
+    let out = Emulator::new()
+        .emulate(&mut r, &ram, &mut bus, None)
+        .unwrap();
     assert_eq!(out, Outcome::Unsupported { word: 0, pc: CODE });
     // EL2h.
     r.rf.pstate = 0x9;
-    let out = Emulator::new().emulate(&mut r, &ram, &mut bus, None).unwrap();
+    let out = Emulator::new()
+        .emulate(&mut r, &ram, &mut bus, None)
+        .unwrap();
     assert_eq!(out, Outcome::Unsupported { word: 0, pc: CODE });
     // Not a load/store: add x0, x0, #1.
     let (ram, mut r) = flat(0x9100_0400);
@@ -359,7 +398,9 @@ fn fetch_failures_are_errors() {
     let mut bus = TestBus::default();
     let (ram, mut r) = flat(0xf800_8420);
     r.rf.pc = 0x1002;
-    let e = Emulator::new().emulate(&mut r, &ram, &mut bus, None).unwrap_err();
+    let e = Emulator::new()
+        .emulate(&mut r, &ram, &mut bus, None)
+        .unwrap_err();
     assert!(matches!(
         e,
         EmulateError::Fetch {
@@ -368,7 +409,9 @@ fn fetch_failures_are_errors() {
         }
     ));
     r.rf.pc = 0x10_0000;
-    let e = Emulator::new().emulate(&mut r, &ram, &mut bus, None).unwrap_err();
+    let e = Emulator::new()
+        .emulate(&mut r, &ram, &mut bus, None)
+        .unwrap_err();
     assert!(matches!(
         e,
         EmulateError::Fetch {
@@ -379,7 +422,9 @@ fn fetch_failures_are_errors() {
     // MMU on, PC unmapped: the walker's fault.
     let (ram, mut r, mut bus) = mmu_env(0xf800_8420);
     r.rf.pc = 0x5000;
-    let e = Emulator::new().emulate(&mut r, &ram, &mut bus, None).unwrap_err();
+    let e = Emulator::new()
+        .emulate(&mut r, &ram, &mut bus, None)
+        .unwrap_err();
     assert!(matches!(
         e,
         EmulateError::Fetch {
@@ -414,23 +459,33 @@ fn ldtr_at_el1_is_checked_as_el0_and_pan_applies_to_ldr() {
     };
     // ldtr x2, [x1]
     let mut r = setup(0xf840_0822, 0x10_0000, 0x3c5);
-    let out = Emulator::new().emulate(&mut r, &ram, &mut bus, None).unwrap();
+    let out = Emulator::new()
+        .emulate(&mut r, &ram, &mut bus, None)
+        .unwrap();
     match out {
-        Outcome::GuestFault(f) => assert_eq!((f.fault.kind, f.write), (FaultKind::Permission, false)),
+        Outcome::GuestFault(f) => {
+            assert_eq!((f.fault.kind, f.write), (FaultKind::Permission, false))
+        }
         o => panic!("{o:?}"),
     }
     // With PSTATE.UAO, LDTR behaves like LDR.
     let mut r = setup(0xf840_0822, 0x10_0000, 0x3c5 | (1 << 23));
-    let out = Emulator::new().emulate(&mut r, &ram, &mut bus, None).unwrap();
+    let out = Emulator::new()
+        .emulate(&mut r, &ram, &mut bus, None)
+        .unwrap();
     assert!(matches!(out, Outcome::Emulated { .. }));
     assert_eq!(r.x[2], 0x0707_0707_0707_0707);
     // ldr x2, [x1] on the EL0-accessible page with PAN: permission fault.
     let mut r = setup(0xf940_0022, 0x10_1000, 0x3c5 | (1 << 22));
-    let out = Emulator::new().emulate(&mut r, &ram, &mut bus, None).unwrap();
+    let out = Emulator::new()
+        .emulate(&mut r, &ram, &mut bus, None)
+        .unwrap();
     assert!(matches!(out, Outcome::GuestFault(f) if f.fault.kind == FaultKind::Permission));
     // ... and without PAN it works; LDTR too (PAN does not apply to it).
     let mut r = setup(0xf840_0822, 0x10_1000, 0x3c5 | (1 << 22));
-    let out = Emulator::new().emulate(&mut r, &ram, &mut bus, None).unwrap();
+    let out = Emulator::new()
+        .emulate(&mut r, &ram, &mut bus, None)
+        .unwrap();
     assert!(matches!(out, Outcome::Emulated { .. }));
 }
 
@@ -451,7 +506,9 @@ fn hardware_access_flag_is_set_when_the_access_is_made() {
     r.set_sys(SysReg::SctlrEl1, SCTLR_M);
     r.set_sys(SysReg::TcrEl1, 25 | (5 << 32) | (1 << 23));
     r.set_sys(SysReg::Ttbr0El1, p.root);
-    let out = Emulator::new().emulate(&mut r.clone(), &ram, &mut bus, None).unwrap();
+    let out = Emulator::new()
+        .emulate(&mut r.clone(), &ram, &mut bus, None)
+        .unwrap();
     assert!(matches!(out, Outcome::GuestFault(f) if f.fault.kind == FaultKind::AccessFlag));
     let read = |ram: &VecRam| {
         let mut b = [0u8; 8];
@@ -460,7 +517,9 @@ fn hardware_access_flag_is_set_when_the_access_is_made() {
     };
     assert_eq!(read(&ram) & pt::AF, 0);
     r.set_sys(SysReg::TcrEl1, 25 | (5 << 32) | (1 << 23) | (1 << 39));
-    let out = Emulator::new().emulate(&mut r, &ram, &mut bus, None).unwrap();
+    let out = Emulator::new()
+        .emulate(&mut r, &ram, &mut bus, None)
+        .unwrap();
     assert!(matches!(out, Outcome::Emulated { .. }));
     assert_ne!(read(&ram) & pt::AF, 0);
 }
@@ -474,7 +533,9 @@ fn btype_and_ss_are_cleared_and_sp_selection() {
     r.rf.sp_el1 = 0x7777;
     let mut bus = TestBus::default();
     bus.add(0x1_0000, vec![0; 0x20]);
-    let out = Emulator::new().emulate(&mut r, &ram, &mut bus, None).unwrap();
+    let out = Emulator::new()
+        .emulate(&mut r, &ram, &mut bus, None)
+        .unwrap();
     assert!(matches!(out, Outcome::Emulated { .. }), "{out:?}");
     assert_eq!((r.rf.sp_el0, r.rf.sp_el1), (0x1_0000, 0x7777));
     assert_eq!(r.rf.pstate, 0x3c4);
@@ -528,7 +589,9 @@ fn no_device_leaves_state_unchanged() {
     let mut bus = TestBus::default();
     bus.add(0x3_0000, vec![1; 0x1000]);
     let before = r.rf.clone();
-    let out = Emulator::new().emulate(&mut r, &ram, &mut bus, Some(0x3_1000)).unwrap();
+    let out = Emulator::new()
+        .emulate(&mut r, &ram, &mut bus, Some(0x3_1000))
+        .unwrap();
     match out {
         Outcome::NoDevice { va, ipa, .. } => assert_eq!((va, ipa), (0x3_1000, 0x3_1000)),
         o => panic!("{o:?}"),
@@ -541,7 +604,8 @@ fn no_device_leaves_state_unchanged() {
 fn counters_display() {
     let mut emu = Emulator::new();
     let (ram, mut r) = flat(0x9100_0400);
-    emu.emulate(&mut r, &ram, &mut TestBus::default(), None).unwrap();
+    emu.emulate(&mut r, &ram, &mut TestBus::default(), None)
+        .unwrap();
     let text = emu.counters().to_string();
     assert!(text.contains("unsupported: 1"), "{text}");
     let mut r2 = r.rf.clone();

@@ -53,7 +53,11 @@ enum Mode {
     Pre(i64),
     Post(i64),
     /// Register offset: Xm, option, S.
-    Reg { m: u8, option: u8, s: bool },
+    Reg {
+        m: u8,
+        option: u8,
+        s: bool,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -433,10 +437,18 @@ impl Env {
         }
     }
     fn sp(&self) -> Reg {
-        if self.mode == 2 { Reg::SpEl1 } else { Reg::SpEl0 }
+        if self.mode == 2 {
+            Reg::SpEl1
+        } else {
+            Reg::SpEl0
+        }
     }
     fn page_ipa(&self, i: usize) -> u64 {
-        if self.mmu { IPA_ON[i] } else { WIN + i as u64 * PAGE }
+        if self.mmu {
+            IPA_ON[i]
+        } else {
+            WIN + i as u64 * PAGE
+        }
     }
 }
 
@@ -449,7 +461,12 @@ fn gen_env(rng: &mut Rng) -> Env {
         unmapped: false,
     }; 2];
     for p in &mut pages {
-        p.backing = rng.pick(&[Backing::Ram, Backing::Device, Backing::Device, Backing::Nothing]);
+        p.backing = rng.pick(&[
+            Backing::Ram,
+            Backing::Device,
+            Backing::Device,
+            Backing::Nothing,
+        ]);
         if rng.chance(1, 12) {
             p.backing = Backing::Nothing;
         }
@@ -571,8 +588,14 @@ fn window_after(env: &Env, ram: &VecRam, bus: &TestBus) -> Vec<u8> {
 #[derive(Clone, Debug, PartialEq)]
 enum RefOutcome {
     Done,
-    NoDevice { va: u64 },
-    Fault { va: u64, kind: FaultKind, write: bool },
+    NoDevice {
+        va: u64,
+    },
+    Fault {
+        va: u64,
+        kind: FaultKind,
+        write: bool,
+    },
     Unsupported,
 }
 
@@ -620,7 +643,7 @@ impl Ref<'_> {
     /// problem in byte order.
     fn check(&self, a: u64, n: u64, write: bool, align_all: bool) -> RefResult<()> {
         let fault = |va, kind| RefOutcome::Fault { va, kind, write };
-        let aligned = a % n == 0;
+        let aligned = a.is_multiple_of(n);
         if align_all && self.env.sctlr & SCTLR_A != 0 && !aligned {
             return Err(fault(a, FaultKind::Alignment));
         }
@@ -681,7 +704,11 @@ fn sx(v: u64, bytes: u64) -> u64 {
 }
 
 fn mask(bytes: u64) -> u128 {
-    if bytes >= 16 { u128::MAX } else { (1u128 << (8 * bytes)) - 1 }
+    if bytes >= 16 {
+        u128::MAX
+    } else {
+        (1u128 << (8 * bytes)) - 1
+    }
 }
 
 /// Address computation for the single/pair families: (address, writeback value).
@@ -696,7 +723,10 @@ fn addr_mode(m: &Ref<'_>, n: u8, mode: Mode, scale: u64, pair: bool) -> (u64, Op
             let a = base.wrapping_add((i as u64).wrapping_mul(wscale));
             (a, Some(a))
         }
-        Mode::Post(i) => (base, Some(base.wrapping_add((i as u64).wrapping_mul(wscale)))),
+        Mode::Post(i) => (
+            base,
+            Some(base.wrapping_add((i as u64).wrapping_mul(wscale))),
+        ),
         Mode::Reg { m: rm, option, s } => {
             let v = m.x(rm);
             let ext = match option {
@@ -718,7 +748,14 @@ fn reference(
     spec: &Spec,
     monitor: Option<(u64, u64)>,
 ) -> (RefOutcome, RegisterFile, Vec<u8>, Option<(u64, u64)>) {
-    let as_el0 = env.el0() || matches!(spec, Spec::Single { mode: Mode::Unpriv(_), .. });
+    let as_el0 = env.el0()
+        || matches!(
+            spec,
+            Spec::Single {
+                mode: Mode::Unpriv(_),
+                ..
+            }
+        );
     let mut m = Ref {
         env,
         r: env.regs.clone(),
@@ -936,7 +973,7 @@ fn run_ref(m: &mut Ref<'_>, spec: &Spec, mon: &mut Option<(u64, u64)>) -> RefRes
             let nb = u64::from(bytes);
             let total = if pair { 2 * nb } else { nb };
             let a = m.xsp(n);
-            if a % total != 0 {
+            if !a.is_multiple_of(total) {
                 return Err(RefOutcome::Fault {
                     va: a,
                     kind: FaultKind::Alignment,
@@ -960,7 +997,10 @@ fn run_ref(m: &mut Ref<'_>, spec: &Spec, mon: &mut Option<(u64, u64)>) -> RefRes
                 *mon = None;
                 if pass {
                     let d = if pair {
-                        let (x1, x2) = (u128::from(m.x(t)) & mask(nb), u128::from(m.x(t2)) & mask(nb));
+                        let (x1, x2) = (
+                            u128::from(m.x(t)) & mask(nb),
+                            u128::from(m.x(t2)) & mask(nb),
+                        );
                         if m.big {
                             (x1 << (8 * nb)) | x2
                         } else {
@@ -979,7 +1019,7 @@ fn run_ref(m: &mut Ref<'_>, spec: &Spec, mon: &mut Option<(u64, u64)>) -> RefRes
         } => {
             let nb = u64::from(bytes);
             let a = m.xsp(n);
-            if a % nb != 0 {
+            if !a.is_multiple_of(nb) {
                 return Err(RefOutcome::Fault {
                     va: a,
                     kind: FaultKind::Alignment,
@@ -996,10 +1036,18 @@ fn run_ref(m: &mut Ref<'_>, spec: &Spec, mon: &mut Option<(u64, u64)>) -> RefRes
                 AtomicKind::Eor => old ^ v,
                 AtomicKind::Set => old | v,
                 AtomicKind::Smax => {
-                    if so > sv { old } else { v }
+                    if so > sv {
+                        old
+                    } else {
+                        v
+                    }
                 }
                 AtomicKind::Smin => {
-                    if so < sv { old } else { v }
+                    if so < sv {
+                        old
+                    } else {
+                        v
+                    }
                 }
                 AtomicKind::Umax => old.max(v),
                 AtomicKind::Umin => old.min(v),
@@ -1018,7 +1066,7 @@ fn run_ref(m: &mut Ref<'_>, spec: &Spec, mon: &mut Option<(u64, u64)>) -> RefRes
             let nb = u64::from(bytes);
             let total = if pair { 2 * nb } else { nb };
             let a = m.xsp(n);
-            if a % total != 0 {
+            if !a.is_multiple_of(total) {
                 return Err(RefOutcome::Fault {
                     va: a,
                     kind: FaultKind::Alignment,
@@ -1032,7 +1080,11 @@ fn run_ref(m: &mut Ref<'_>, spec: &Spec, mon: &mut Option<(u64, u64)>) -> RefRes
                     u128::from(m.x(r1)) & mask(nb),
                     u128::from(m.x(r1.wrapping_add(1).min(31))) & mask(nb),
                 );
-                if m.big { (x1 << (8 * nb)) | x2 } else { (x2 << (8 * nb)) | x1 }
+                if m.big {
+                    (x1 << (8 * nb)) | x2
+                } else {
+                    (x2 << (8 * nb)) | x1
+                }
             };
             let (cmp, new) = if pair {
                 (join(m, s), join(m, t))
@@ -1156,12 +1208,24 @@ fn gen_mode(rng: &mut Rng, env: &mut Env, n: u8, a: u64, scale: u64, pair: bool,
             Mode::Offset(imm)
         }
         (_, 1) => {
-            let imm = if pair { rng.below(128) as i64 - 64 } else { rng.below(512) as i64 - 256 };
-            set_base(env, n, a.wrapping_sub((imm as u64).wrapping_mul(if pair { scale } else { 1 })));
+            let imm = if pair {
+                rng.below(128) as i64 - 64
+            } else {
+                rng.below(512) as i64 - 256
+            };
+            set_base(
+                env,
+                n,
+                a.wrapping_sub((imm as u64).wrapping_mul(if pair { scale } else { 1 })),
+            );
             Mode::Pre(imm)
         }
         (_, 2) => {
-            let imm = if pair { rng.below(128) as i64 - 64 } else { rng.below(512) as i64 - 256 };
+            let imm = if pair {
+                rng.below(128) as i64 - 64
+            } else {
+                rng.below(512) as i64 - 256
+            };
             set_base(env, n, a);
             Mode::Post(imm)
         }
@@ -1188,7 +1252,11 @@ fn gen_mode(rng: &mut Rng, env: &mut Env, n: u8, a: u64, scale: u64, pair: bool,
                 0b110 => (rng.next() << 32) | (disp as u64 & 0xffff_ffff),
                 _ => disp as u64,
             };
-            let ext = if option == 0b010 { (xm & 0xffff_ffff) << sh } else { ext };
+            let ext = if option == 0b010 {
+                (xm & 0xffff_ffff) << sh
+            } else {
+                ext
+            };
             env.regs.x[idx as usize] = xm;
             set_base(env, n, a.wrapping_sub(ext));
             Mode::Reg { m: idx, option, s }
@@ -1206,7 +1274,11 @@ fn gen_spec(rng: &mut Rng, env: &mut Env, class: u8) -> Spec {
         // GPR single.
         0 | 2 => {
             let fp = class == 2;
-            let bytes: u8 = if fp { rng.pick(&[1, 2, 4, 8, 16]) } else { rng.pick(&[1, 2, 4, 8]) };
+            let bytes: u8 = if fp {
+                rng.pick(&[1, 2, 4, 8, 16])
+            } else {
+                rng.pick(&[1, 2, 4, 8])
+            };
             let load = rng.chance(1, 2);
             let signed = if !fp && load && bytes < 8 && rng.chance(1, 2) {
                 Some(bytes == 4 || rng.chance(1, 2))
@@ -1234,7 +1306,11 @@ fn gen_spec(rng: &mut Rng, env: &mut Env, class: u8) -> Spec {
         // Pairs.
         1 | 3 => {
             let fp = class == 3;
-            let bytes: u8 = if fp { rng.pick(&[4, 8, 16]) } else { rng.pick(&[4, 8]) };
+            let bytes: u8 = if fp {
+                rng.pick(&[4, 8, 16])
+            } else {
+                rng.pick(&[4, 8])
+            };
             let load = rng.chance(1, 2);
             let signed = !fp && load && bytes == 4 && rng.chance(1, 3);
             let n = base_reg(rng, rs[0]);
@@ -1303,7 +1379,11 @@ fn gen_spec(rng: &mut Rng, env: &mut Env, class: u8) -> Spec {
             let load = replicate || rng.chance(1, 2);
             let esize: u8 = rng.pick(&[1, 2, 4, 8]);
             let q = rng.chance(1, 2);
-            let index = if replicate { 0 } else { rng.below(16 / u64::from(esize)) as u8 };
+            let index = if replicate {
+                0
+            } else {
+                rng.below(16 / u64::from(esize)) as u8
+            };
             let n = base_reg(rng, rs[0]);
             let a = pick_addr(rng, u64::from(selem) * u64::from(esize), u64::from(esize));
             set_base(env, n, a);
@@ -1327,7 +1407,11 @@ fn gen_spec(rng: &mut Rng, env: &mut Env, class: u8) -> Spec {
         // Exclusives.
         6 => {
             let pair = rng.chance(1, 3);
-            let bytes: u8 = if pair { rng.pick(&[4, 8]) } else { rng.pick(&[1, 2, 4, 8]) };
+            let bytes: u8 = if pair {
+                rng.pick(&[4, 8])
+            } else {
+                rng.pick(&[1, 2, 4, 8])
+            };
             let total = u64::from(bytes) * if pair { 2 } else { 1 };
             let n = base_reg(rng, rs[0]);
             let a = pick_addr(rng, total, total);
@@ -1372,7 +1456,11 @@ fn gen_spec(rng: &mut Rng, env: &mut Env, class: u8) -> Spec {
         // CAS / CASP.
         8 => {
             let pair = rng.chance(1, 2);
-            let bytes: u8 = if pair { rng.pick(&[4, 8]) } else { rng.pick(&[1, 2, 4, 8]) };
+            let bytes: u8 = if pair {
+                rng.pick(&[4, 8])
+            } else {
+                rng.pick(&[1, 2, 4, 8])
+            };
             let total = u64::from(bytes) * if pair { 2 } else { 1 };
             let n = base_reg(rng, rs[0]);
             let a = pick_addr(rng, total, total);
@@ -1404,16 +1492,24 @@ fn gen_spec(rng: &mut Rng, env: &mut Env, class: u8) -> Spec {
                 }
                 let nb = u64::from(bytes);
                 if pair {
-                    let (lo, hi) = ((data & mask(nb)) as u64, ((data >> (8 * nb)) & mask(nb)) as u64);
+                    let (lo, hi) = (
+                        (data & mask(nb)) as u64,
+                        ((data >> (8 * nb)) & mask(nb)) as u64,
+                    );
                     let (f, sc) = if env.big() { (hi, lo) } else { (lo, hi) };
-                    env.regs.x[s as usize] = f | (rng.next() << 32) * u64::from(nb == 4);
+                    env.regs.x[s as usize] = f | ((rng.next() << 32) * u64::from(nb == 4));
                     env.regs.x[s as usize + 1] = sc;
                 } else {
-                    env.regs.x[s as usize] = data as u64 | (rng.next() << 32) * u64::from(nb == 4);
+                    env.regs.x[s as usize] =
+                        data as u64 | ((rng.next() << 32) * u64::from(nb == 4));
                 }
                 // Sometimes differ in one bit only, anywhere in the compared bytes.
                 if rng.chance(1, 3) {
-                    let r = if pair && rng.chance(1, 2) { s as usize + 1 } else { s as usize };
+                    let r = if pair && rng.chance(1, 2) {
+                        s as usize + 1
+                    } else {
+                        s as usize
+                    };
                     env.regs.x[r] ^= 1 << rng.below(8 * nb);
                 }
             }
@@ -1469,14 +1565,21 @@ fn span(spec: &Spec, env: &Env) -> (u64, u64) {
         as_el0: false,
     };
     let (a, len) = match *spec {
-        Spec::Single { bytes, n, mode, .. } => (addr_mode(&m, n, mode, u64::from(bytes), false).0, u64::from(bytes)),
-        Spec::Pair { bytes, n, mode, .. } => {
-            (addr_mode(&m, n, mode, u64::from(bytes), true).0, 2 * u64::from(bytes))
-        }
-        Spec::Multi { form, q, n, .. } => {
-            (m.xsp(n), u64::from(form.1) * u64::from(form.2) * if q { 16 } else { 8 })
-        }
-        Spec::Lane { selem, esize, n, .. } => (m.xsp(n), u64::from(selem) * u64::from(esize)),
+        Spec::Single { bytes, n, mode, .. } => (
+            addr_mode(&m, n, mode, u64::from(bytes), false).0,
+            u64::from(bytes),
+        ),
+        Spec::Pair { bytes, n, mode, .. } => (
+            addr_mode(&m, n, mode, u64::from(bytes), true).0,
+            2 * u64::from(bytes),
+        ),
+        Spec::Multi { form, q, n, .. } => (
+            m.xsp(n),
+            u64::from(form.1) * u64::from(form.2) * if q { 16 } else { 8 },
+        ),
+        Spec::Lane {
+            selem, esize, n, ..
+        } => (m.xsp(n), u64::from(selem) * u64::from(esize)),
         Spec::Excl { pair, bytes, n, .. } | Spec::Cas { pair, bytes, n, .. } => {
             (m.xsp(n), u64::from(bytes) * if pair { 2 } else { 1 })
         }
@@ -1587,14 +1690,23 @@ fn run_case(seed: u64, class: u8) -> Result<Option<String>, String> {
                 .collect();
             return Err(format!(
                 "registers differ: {diff:?} sp0 {:#x}/{:#x} sp1 {:#x}/{:#x} pc {:#x}/{:#x} pstate {:#x}/{:#x}\n{}",
-                r.sp_el0, exp_regs.sp_el0, r.sp_el1, exp_regs.sp_el1, r.pc, exp_regs.pc, r.pstate,
+                r.sp_el0,
+                exp_regs.sp_el0,
+                r.sp_el1,
+                exp_regs.sp_el1,
+                r.pc,
+                exp_regs.pc,
+                r.pstate,
                 exp_regs.pstate,
                 ctx()
             ));
         }
         if win != exp_win {
             let first = win.iter().zip(&exp_win).position(|(a, b)| a != b).unwrap();
-            return Err(format!("memory differs first at window offset {first:#x}\n{}", ctx()));
+            return Err(format!(
+                "memory differs first at window offset {first:#x}\n{}",
+                ctx()
+            ));
         }
     } else {
         // Nothing may change on a fault, no-device or unsupported outcome.
@@ -1658,14 +1770,24 @@ fn check_class(class: u8) {
     });
     let cats = cats.into_inner();
     let run: u32 = cats.values().sum();
-    eprintln!("class {class}: {run} cases compared, {} out-of-window skipped: {cats:?}", skipped.get());
+    eprintln!(
+        "class {class}: {run} cases compared, {} out-of-window skipped: {cats:?}",
+        skipped.get()
+    );
     if let Err(e) = result {
         panic!("{e}");
     }
-    assert!(run > cases() / 2, "too many skipped cases: {}", skipped.get());
+    assert!(
+        run > cases() / 2,
+        "too many skipped cases: {}",
+        skipped.get()
+    );
     // The generator must reach emulated device accesses and faults.
     if cases() >= 1000 {
-        assert!(cats.keys().any(|k| k.starts_with("done: device")), "{cats:?}");
+        assert!(
+            cats.keys().any(|k| k.starts_with("done: device")),
+            "{cats:?}"
+        );
         assert!(cats.keys().any(|k| k.starts_with("fault")), "{cats:?}");
     }
 }

@@ -77,7 +77,13 @@ fn mmu_off_is_flat_device_for_data_normal_for_fetch() {
         ..Default::default()
     };
     let t = translate(&r, 0x1000, AccessKind::Fetch, El::El1, &ram).unwrap();
-    assert_eq!(t.mem, MemType::Normal { inner: 0b1010, outer: 0b1010 });
+    assert_eq!(
+        t.mem,
+        MemType::Normal {
+            inner: 0b1010,
+            outer: 0b1010
+        }
+    );
 }
 
 /// A register file that counts reads.
@@ -159,7 +165,11 @@ fn every_legal_txsz_walks_from_the_right_level() {
             }
             // An empty root: the first lookup faults at the start level.
             let f = translate(&r, 0x1000 << (g - 12), AccessKind::Read, El::El1, &pt.ram);
-            assert_eq!(f, Err(fault(FaultKind::Translation, start)), "g {g} txsz {txsz}");
+            assert_eq!(
+                f,
+                Err(fault(FaultKind::Translation, start)),
+                "g {g} txsz {txsz}"
+            );
             // The highest VA of the range maps through a page.
             let va = ((1u64 << (64 - txsz)) - 1) & !((1u64 << g) - 1);
             pt.map(va, 0x8000_0000, 3, AF);
@@ -210,7 +220,13 @@ fn granule_4k_hand_built_four_levels() {
     };
     let t = translate(&r, va, AccessKind::Read, El::El1, &ram).unwrap();
     assert_eq!(t.ipa, 0x8000_0123);
-    assert_eq!(t.mem, MemType::Normal { inner: 0xf, outer: 0xf });
+    assert_eq!(
+        t.mem,
+        MemType::Normal {
+            inner: 0xf,
+            outer: 0xf
+        }
+    );
     // The level 3 table is not RAM once we point L2 elsewhere.
     w(0x10_2000 + 3 * 8, 0x7000_0003);
     assert_eq!(
@@ -230,7 +246,12 @@ fn granule_4k_hand_built_four_levels() {
     let mut r2 = r;
     r2.ttbr0 |= 1 | (0xabcd << 48);
     w(0x10_3000 + 4 * 8, 0x8000_0000 | AF | 3);
-    assert_eq!(translate(&r2, va, AccessKind::Read, El::El1, &ram).unwrap().ipa, 0x8000_0123);
+    assert_eq!(
+        translate(&r2, va, AccessKind::Read, El::El1, &ram)
+            .unwrap()
+            .ipa,
+        0x8000_0123
+    );
 }
 
 #[test]
@@ -259,7 +280,11 @@ fn blocks_per_granule() {
             assert_eq!((t.level, t.size), (level, size));
             assert_eq!(t.mem, MemType::Device(DeviceKind::NGnRE));
         } else {
-            assert_eq!(got, Err(fault(FaultKind::Translation, level)), "{g} {level}");
+            assert_eq!(
+                got,
+                Err(fault(FaultKind::Translation, level)),
+                "{g} {level}"
+            );
         }
     }
 }
@@ -298,7 +323,14 @@ fn lpa2_4k_52bit_and_level0_block() {
     pt3.map(1 << 39, 1 << 40, 0, AF);
     let mut r3 = regs0(&pt3, 16);
     r3.tcr |= 1 << 59;
-    let t3 = translate(&r3, (1 << 39) + 0x1234_5678, AccessKind::Read, El::El1, &pt3.ram).unwrap();
+    let t3 = translate(
+        &r3,
+        (1 << 39) + 0x1234_5678,
+        AccessKind::Read,
+        El::El1,
+        &pt3.ram,
+    )
+    .unwrap();
     assert_eq!((t3.ipa, t3.level), ((1 << 40) + 0x1234_5678, 0));
 }
 
@@ -312,9 +344,15 @@ fn lpa_64k_52bit_ttbr_and_descriptor_high_bits() {
     let l2 = pt.alloc();
     let l3 = pt.alloc();
     let s1 = pt.slot(pt.root, 1, va);
-    pt.wr(s1, (l2 & 0x0000_ffff_ffff_0000) | (((l2 >> 48) & 0xf) << 12) | 3);
+    pt.wr(
+        s1,
+        (l2 & 0x0000_ffff_ffff_0000) | (((l2 >> 48) & 0xf) << 12) | 3,
+    );
     let s2 = pt.slot(l2, 2, va);
-    pt.wr(s2, (l3 & 0x0000_ffff_ffff_0000) | (((l3 >> 48) & 0xf) << 12) | 3);
+    pt.wr(
+        s2,
+        (l3 & 0x0000_ffff_ffff_0000) | (((l3 >> 48) & 0xf) << 12) | 3,
+    );
     let s3 = pt.slot(l3, 3, va);
     pt.wr(s3, 0x0000_0000_9000_0000 | (0x7 << 12) | AF | 3);
     let root = pt.root;
@@ -349,12 +387,21 @@ fn ttbr1_tbi_epd_e0pd() {
         ..Default::default()
     };
     let ok = |r: &Stage1Regs, va: u64, a| translate(r, va, a, El::El1, &pt.ram);
-    assert_eq!(ok(&base, va | 8, AccessKind::Read).unwrap().ipa, 0x8000_0008);
+    assert_eq!(
+        ok(&base, va | 8, AccessKind::Read).unwrap().ipa,
+        0x8000_0008
+    );
     // TTBR0 half is disabled by EPD0.
-    assert_eq!(ok(&base, 0x2000, AccessKind::Read), Err(fault(FaultKind::Translation, 0)));
+    assert_eq!(
+        ok(&base, 0x2000, AccessKind::Read),
+        Err(fault(FaultKind::Translation, 0))
+    );
     // A tagged upper address: faults without TBI1, maps with it.
     let tagged = (va & 0x00ff_ffff_ffff_ffff) | (0x5a << 56) | (1 << 55);
-    assert_eq!(ok(&base, tagged, AccessKind::Read), Err(fault(FaultKind::Translation, 0)));
+    assert_eq!(
+        ok(&base, tagged, AccessKind::Read),
+        Err(fault(FaultKind::Translation, 0))
+    );
     let mut tbi = base;
     tbi.tcr |= 1 << 38;
     assert_eq!(ok(&tbi, tagged, AccessKind::Read).unwrap().ipa, 0x8000_0000);
@@ -362,11 +409,17 @@ fn ttbr1_tbi_epd_e0pd() {
     let mut tbid = tbi;
     tbid.tcr |= 1 << 52;
     assert!(ok(&tbid, tagged, AccessKind::Read).is_ok());
-    assert_eq!(ok(&tbid, tagged, AccessKind::Fetch), Err(fault(FaultKind::Translation, 0)));
+    assert_eq!(
+        ok(&tbid, tagged, AccessKind::Fetch),
+        Err(fault(FaultKind::Translation, 0))
+    );
     // EPD1.
     let mut epd = base;
     epd.tcr |= EPD1;
-    assert_eq!(ok(&epd, va, AccessKind::Read), Err(fault(FaultKind::Translation, 0)));
+    assert_eq!(
+        ok(&epd, va, AccessKind::Read),
+        Err(fault(FaultKind::Translation, 0))
+    );
     // E0PD1 faults EL0 accesses only.
     let mut e0pd = base;
     e0pd.tcr |= 1 << 56;
@@ -385,7 +438,12 @@ fn tbi0_for_data() {
     let tagged = 0xab00_0000_0000_4000u64;
     assert!(translate(&r, tagged, AccessKind::Read, El::El1, &pt.ram).is_err());
     r.tcr |= 1 << 37;
-    assert_eq!(translate(&r, tagged, AccessKind::Read, El::El1, &pt.ram).unwrap().ipa, 0x9000_0000);
+    assert_eq!(
+        translate(&r, tagged, AccessKind::Read, El::El1, &pt.ram)
+            .unwrap()
+            .ipa,
+        0x9000_0000
+    );
 }
 
 #[test]
@@ -411,7 +469,10 @@ fn access_flag_and_hardware_update() {
     assert_eq!(t, Err(fault(FaultKind::Permission, 3)), "HD = 0");
     r.tcr |= 1 << 40;
     let t = translate(&r, 0x6000, AccessKind::Write, El::El1, &pt.ram).unwrap();
-    assert_eq!(t.update.unwrap().new, (AF | AP_RO | DBM | 0x8000_1000 | 3) & !AP_RO);
+    assert_eq!(
+        t.update.unwrap().new,
+        (AF | AP_RO | DBM | 0x8000_1000 | 3) & !AP_RO
+    );
     assert!(t.update.unwrap().apply(&pt.ram));
     assert_eq!(pt.rd(slot) & AP_RO, 0);
     let t = translate(&r, 0x6000, AccessKind::Read, El::El1, &pt.ram).unwrap();
@@ -444,14 +505,20 @@ fn permissions_matrix() {
             if !ok {
                 let (a, e) = [(Read, El1), (Write, El1), (Read, El0), (Write, El0)][i];
                 let f = translate(&r, 0x3000, a, e, &pt.ram).unwrap_err();
-                assert_eq!((f.kind, f.level, f.dfsc()), (FaultKind::Permission, 3, 0x0f));
+                assert_eq!(
+                    (f.kind, f.level, f.dfsc()),
+                    (FaultKind::Permission, 3, 0x0f)
+                );
             }
         }
         // PAN: EL1 data accesses to EL0-accessible pages fault.
         let mut pan = r;
         pan.pan = true;
         let el0_access = ap & AP_EL0 != 0;
-        assert_eq!(translate(&pan, 0x3000, Read, El1, &pt.ram).is_ok(), !el0_access);
+        assert_eq!(
+            translate(&pan, 0x3000, Read, El1, &pt.ram).is_ok(),
+            !el0_access
+        );
         assert!(translate(&pan, 0x3000, Fetch, El1, &pt.ram).is_ok() || ap == AP_EL0);
     }
 }
@@ -466,8 +533,14 @@ fn table_attributes_and_hpd() {
         let _ = s;
         pt.map(0x3000, 0x8000_0000, 3, AF | AP_EL0);
         let r = regs0(&pt, 25);
-        assert_eq!(translate(&r, 0x3000, AccessKind::Write, El::El1, &pt.ram).is_ok(), el1w);
-        assert_eq!(translate(&r, 0x3000, AccessKind::Read, El::El0, &pt.ram).is_ok(), el0r);
+        assert_eq!(
+            translate(&r, 0x3000, AccessKind::Write, El::El1, &pt.ram).is_ok(),
+            el1w
+        );
+        assert_eq!(
+            translate(&r, 0x3000, AccessKind::Read, El::El0, &pt.ram).is_ok(),
+            el0r
+        );
         // HPD0 (bit 41) disables the hierarchical attributes.
         let mut hpd = r;
         hpd.tcr |= 1 << 41;
@@ -495,8 +568,16 @@ fn execute_permissions() {
         pt.map(0x3000, 0x8000_0000, 3, AF | attrs);
         let mut r = regs0(&pt, 25);
         r.sctlr |= sc;
-        assert_eq!(translate(&r, 0x3000, Fetch, El::El1, &pt.ram).is_ok(), el1, "{attrs:#x}");
-        assert_eq!(translate(&r, 0x3000, Fetch, El::El0, &pt.ram).is_ok(), el0, "{attrs:#x}");
+        assert_eq!(
+            translate(&r, 0x3000, Fetch, El::El1, &pt.ram).is_ok(),
+            el1,
+            "{attrs:#x}"
+        );
+        assert_eq!(
+            translate(&r, 0x3000, Fetch, El::El0, &pt.ram).is_ok(),
+            el0,
+            "{attrs:#x}"
+        );
     }
     // UXNTable / PXNTable.
     let mut pt = Pt::new(12, 25, 1, 0x4000_0000, 0x10_0000);
@@ -514,8 +595,14 @@ fn memory_attributes_from_mair() {
     let mair: u64 = 0x0c_08_04_00_44_bb_ff_00;
     let exp = [
         MemType::Device(DeviceKind::NGnRnE),
-        MemType::Normal { inner: 0xf, outer: 0xf },
-        MemType::Normal { inner: 0xb, outer: 0xb },
+        MemType::Normal {
+            inner: 0xf,
+            outer: 0xf,
+        },
+        MemType::Normal {
+            inner: 0xb,
+            outer: 0xb,
+        },
         MemType::Normal { inner: 4, outer: 4 },
         MemType::Device(DeviceKind::NGnRnE),
         MemType::Device(DeviceKind::NGnRE),
@@ -573,7 +660,12 @@ fn big_endian_tables() {
     let mut r = regs0(&pt, 30);
     assert!(translate(&r, 0x3_0000, AccessKind::Read, El::El1, &pt.ram).is_err());
     r.sctlr |= SCTLR_EE;
-    assert_eq!(translate(&r, 0x3_0004, AccessKind::Read, El::El1, &pt.ram).unwrap().ipa, 0x8000_0004);
+    assert_eq!(
+        translate(&r, 0x3_0004, AccessKind::Read, El::El1, &pt.ram)
+            .unwrap()
+            .ipa,
+        0x8000_0004
+    );
 }
 
 #[test]
@@ -581,7 +673,13 @@ fn self_referencing_tables_terminate() {
     // Every entry of the root points at the root itself: the walk must end at
     // level 3 with a page whose OA is the root (or fault), never loop.
     for g in [12u32, 14, 16] {
-        let pt = Pt::new(g, if g == 16 { 22 } else { 16 }, if g == 16 { 2 } else { 0 }, 0x4000_0000, 0x10_0000);
+        let pt = Pt::new(
+            g,
+            if g == 16 { 22 } else { 16 },
+            if g == 16 { 2 } else { 0 },
+            0x4000_0000,
+            0x10_0000,
+        );
         let entries = 1u64 << (g - 3);
         for i in 0..entries {
             pt.wr(pt.root + 8 * i, pt.root | AF | 3);

@@ -4,7 +4,8 @@
 //! Host half of the harness.
 //!
 //! ```text
-//! kvm-nisv-report payload --tests T.json --bins B.json --out DIR
+//! kvm-nisv-report payload --tests T.json [--bins B.json]... --out DIR
+//! kvm-nisv-report bins B.json...
 //! kvm-nisv-report report [--summary FILE] KERNEL=CONSOLE.log...
 //! ```
 //!
@@ -33,6 +34,28 @@ fn opt(args: &[String], name: &str) -> Option<String> {
     args.get(i + 1).cloned()
 }
 
+/// Every value of a repeated option.
+fn opt_all(args: &[String], name: &str) -> Vec<String> {
+    args.windows(2)
+        .filter(|w| w[0] == name)
+        .map(|w| w[1].clone())
+        .collect()
+}
+
+/// Non-test binaries in cargo JSON files.
+fn bins(files: &[String]) -> Result<Vec<kvm_nisv_harness::Artifact>, String> {
+    let mut out = Vec::new();
+    for b in files {
+        let text = std::fs::read_to_string(b).map_err(|e| format!("{b}: {e}"))?;
+        out.extend(
+            parse_cargo_json(&text)
+                .into_iter()
+                .filter(|a| !a.test && a.name.contains("/bin/")),
+        );
+    }
+    Ok(out)
+}
+
 fn payload(args: &[String]) -> Result<(), String> {
     let out = opt(args, "--out").ok_or("--out missing")?;
     let out = std::path::Path::new(&out);
@@ -50,15 +73,9 @@ fn payload(args: &[String]) -> Result<(), String> {
             n += 1;
         }
     }
-    if let Some(b) = opt(args, "--bins") {
-        let text = std::fs::read_to_string(&b).map_err(|e| format!("{b}: {e}"))?;
-        for a in parse_cargo_json(&text)
-            .into_iter()
-            .filter(|a| !a.test && a.name.contains("/bin/"))
-        {
-            let dst = out.join("bin").join(&a.target);
-            std::fs::copy(&a.path, &dst).map_err(|e| format!("{} -> {dst:?}: {e}", a.path))?;
-        }
+    for a in bins(&opt_all(args, "--bins"))? {
+        let dst = out.join("bin").join(&a.target);
+        std::fs::copy(&a.path, &dst).map_err(|e| format!("{} -> {dst:?}: {e}", a.path))?;
     }
     if n == 0 {
         return Err("cargo produced no test executables".to_string());
@@ -183,6 +200,17 @@ fn main() -> ExitCode {
             }
         },
         Some("report") => report(&args[1..]),
+        // `bins FILE...`: print the non-test binaries cargo built.
+        Some("bins") => match bins(&args[1..]) {
+            Ok(v) => {
+                v.iter().for_each(|a| println!("{}", a.target));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("bins: {e}");
+                ExitCode::FAILURE
+            }
+        },
         _ => usage(),
     }
 }

@@ -79,12 +79,20 @@ impl Pt {
     pub fn rd(&self, at: u64) -> u64 {
         let mut b = [0u8; 8];
         self.ram.read(at, &mut b).unwrap();
-        if self.be { u64::from_be_bytes(b) } else { u64::from_le_bytes(b) }
+        if self.be {
+            u64::from_be_bytes(b)
+        } else {
+            u64::from_le_bytes(b)
+        }
     }
 
     /// Write a descriptor.
     pub fn wr(&self, at: u64, d: u64) {
-        let b = if self.be { d.to_be_bytes() } else { d.to_le_bytes() };
+        let b = if self.be {
+            d.to_be_bytes()
+        } else {
+            d.to_le_bytes()
+        };
         self.ram.write(at, &b).unwrap();
     }
 
@@ -96,7 +104,11 @@ impl Pt {
     /// Address of the descriptor for `va` in the table at `table` of `level`.
     pub fn slot(&self, table: u64, level: i8, va: u64) -> u64 {
         let lsb = self.lsb(level);
-        let top = if level == self.start { self.inputsize } else { lsb + self.g - 3 };
+        let top = if level == self.start {
+            self.inputsize
+        } else {
+            lsb + self.g - 3
+        };
         let idx = (va >> lsb) & ((1u64 << (top - lsb)) - 1);
         table + idx * 8
     }
