@@ -311,8 +311,10 @@ mod tests {
 
     #[test]
     fn translate_is_flat_with_the_mmu_off() {
-        let mut r = RegisterFile::default();
-        r.pstate = 0x3c5;
+        let mut r = RegisterFile {
+            pstate: 0x3c5,
+            ..Default::default()
+        };
         let ram = VecRam::new();
         assert_eq!(translate(&mut r, &ram, 0x1234), Ok(0x1234));
         // MMU on with no page tables in RAM: a fault, not a guess.

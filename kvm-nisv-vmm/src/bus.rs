@@ -113,15 +113,15 @@ impl Bus {
             .filter(|_| len > 0)
             .ok_or(BusSetupError::InvalidRange { base, len })?;
         // The closest range starting below `end` is the only one that can overlap.
-        if let Some((&b, e)) = self.ranges.range(..end).next_back() {
-            if b.saturating_add(e.len) > base {
-                return Err(BusSetupError::Overlap {
-                    base,
-                    len,
-                    name,
-                    other: e.name.clone(),
-                });
-            }
+        if let Some((&b, e)) = self.ranges.range(..end).next_back()
+            && b.saturating_add(e.len) > base
+        {
+            return Err(BusSetupError::Overlap {
+                base,
+                len,
+                name,
+                other: e.name.clone(),
+            });
         }
         self.ranges.insert(base, Entry { len, name, dev });
         Ok(())

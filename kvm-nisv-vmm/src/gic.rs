@@ -234,7 +234,7 @@ impl BusDevice for GicRegs {
     fn read(&mut self, offset: u64, data: &mut [u8]) -> Result<(), DeviceError> {
         let len = data.len();
         let bad = DeviceError::BadAccess { offset, len };
-        if !matches!(len, 1 | 2 | 4 | 8) || offset % len as u64 != 0 {
+        if !matches!(len, 1 | 2 | 4 | 8) || !offset.is_multiple_of(len as u64) {
             return Err(bad);
         }
         match len {
@@ -261,7 +261,7 @@ impl BusDevice for GicRegs {
     fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), DeviceError> {
         let len = data.len();
         let bad = DeviceError::BadAccess { offset, len };
-        if !matches!(len, 1 | 2 | 4 | 8) || offset % len as u64 != 0 {
+        if !matches!(len, 1 | 2 | 4 | 8) || !offset.is_multiple_of(len as u64) {
             return Err(bad);
         }
         let word = |b: &[u8]| -> u32 {

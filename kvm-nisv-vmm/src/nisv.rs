@@ -334,7 +334,7 @@ pub fn backtrace(regs: &mut dyn VcpuRegs, ram: &dyn GuestRam, pc: u64) -> Vec<St
         if fp == 0 {
             break;
         }
-        if fp % 16 != 0 || fp <= prev {
+        if !fp.is_multiple_of(16) || fp <= prev {
             out.push(format!(
                 "(frame pointer {fp:#x} is not a frame record; stopping)"
             ));
@@ -668,9 +668,11 @@ mod tests {
     const STR_POST: u32 = 0xf804_8420;
 
     fn setup() -> (RegisterFile, Ram, Bus) {
-        let mut r = RegisterFile::default();
-        r.pc = RAM + 0x100;
-        r.pstate = 0x3c5;
+        let mut r = RegisterFile {
+            pc: RAM + 0x100,
+            pstate: 0x3c5,
+            ..Default::default()
+        };
         r.x[0] = 0x1122;
         r.x[1] = DEV + 8;
         let ram = Ram::new(RAM, 0x10000).unwrap();

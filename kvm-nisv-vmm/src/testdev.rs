@@ -247,7 +247,7 @@ impl BusDevice for TestDevCtrl {
     }
 
     fn read(&mut self, offset: u64, data: &mut [u8]) -> Result<(), DeviceError> {
-        if data.len() != 8 || offset % 8 != 0 {
+        if data.len() != 8 || !offset.is_multiple_of(8) {
             return Err(DeviceError::BadAccess {
                 offset,
                 len: data.len(),
@@ -268,7 +268,7 @@ impl BusDevice for TestDevCtrl {
     }
 
     fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), DeviceError> {
-        if data.len() != 8 || offset % 8 != 0 {
+        if data.len() != 8 || !offset.is_multiple_of(8) {
             return Err(DeviceError::BadAccess {
                 offset,
                 len: data.len(),

@@ -165,7 +165,7 @@ mod tests {
         let mut r = [0xffu8; 1];
         u.read(0x100, &mut r).unwrap();
         assert_eq!(r, [0]);
-        u.write(0x100, &[b'z']).unwrap();
+        u.write(0x100, b"z").unwrap();
         assert_eq!(&*sink.0.lock().unwrap(), b"ok\n");
     }
 }

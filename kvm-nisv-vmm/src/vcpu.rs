@@ -365,6 +365,20 @@ impl VcpuControl {
             .push(me as usize);
     }
 
+    /// Remove the calling thread from the kick list. A vCPU thread must call this
+    /// before it returns: once a thread has exited its id may be reused or freed
+    /// (musl frees a detached thread's descriptor), so signalling it would be
+    /// undefined behaviour. Deregistering under the lock [`Self::kick_others`] holds
+    /// closes that window.
+    pub fn unregister_current_thread(&self) {
+        // SAFETY: pthread_self has no preconditions.
+        let me = unsafe { libc::pthread_self() } as usize;
+        self.threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|&t| t != me);
+    }
+
     /// Send the kick signal to every registered vCPU thread except the caller.
     pub fn kick_others(&self) {
         // SAFETY: pthread_self has no preconditions.
@@ -380,9 +394,8 @@ impl VcpuControl {
             if unsafe { libc::pthread_equal(t, me) } != 0 {
                 continue;
             }
-            // SAFETY: `t` is the id of a vCPU thread we spawned and registered; those
-            // threads are joined only after the VM stops, and pthread_kill on a
-            // thread that already returned (not yet joined) is harmless (ESRCH at worst).
+            // SAFETY: `t` is a registered vCPU thread: it deregisters itself (taking this
+            // lock) before returning, so while we hold the lock it is alive.
             unsafe { libc::pthread_kill(t, kick_signal()) };
         }
     }
@@ -565,6 +578,7 @@ mod kvm {
                 break Some(s);
             }
         };
+        control.unregister_current_thread();
         KVM_RUN.with(|c| c.set(std::ptr::null_mut()));
         result
     }

@@ -297,6 +297,8 @@ pub fn run(args: &RunArgs) -> i32 {
     // Run.
     let n = vcpus.len();
     let (status, message) = std::thread::scope(|s| {
+        // Keep the handles: dropping a join handle detaches the thread.
+        let mut handles = Vec::new();
         for (i, vcpu) in vcpus.into_iter().enumerate() {
             let tx = tx.clone();
             let (bus, ram, control) = (&bus, &*ram, &control);
@@ -312,12 +314,15 @@ pub fn run(args: &RunArgs) -> i32 {
                     let r = run_vcpu(vcpu, i, bus, ram, &mut nisv, control);
                     let _ = tx.send(Msg::Vcpu(i, r));
                 });
-            if let Err(e) = spawned {
-                control.request_stop();
-                return (
-                    EXIT_VMM_ERROR,
-                    Some(format!("kvm-nisv-vmm: cannot start vCPU thread {i}: {e}")),
-                );
+            match spawned {
+                Ok(h) => handles.push(h),
+                Err(e) => {
+                    control.request_stop();
+                    return (
+                        EXIT_VMM_ERROR,
+                        Some(format!("kvm-nisv-vmm: cannot start vCPU thread {i}: {e}")),
+                    );
+                }
             }
         }
         let mut outcome: Option<(i32, Option<String>)> = None;

@@ -46,6 +46,9 @@ use crate::stage1::{
     self, AccessKind, El, FaultKind, SCTLR_A, SCTLR_DZE, Stage1Fault, Stage1Regs, Translation,
 };
 
+/// SCTLR_EL1.nAA (FEAT_LSE2): no alignment fault for unaligned
+/// load-acquire/store-release within 16 bytes.
+const SCTLR_NAA: u64 = 1 << 6;
 /// PSTATE.nRW (M[4]): the guest is in AArch32.
 const PSTATE_NRW: u64 = 1 << 4;
 /// PSTATE.M[0] in AArch64: SP_ELx selected (SPSel).
@@ -517,7 +520,13 @@ impl Emulator {
             // (exclusives, atomics, acquire/release: `CheckAlignment`), checked
             // before translation.
             let align = u64::from(insn.align.max(1));
-            if addr % align != 0 {
+            // FEAT_LSE2: with SCTLR_EL1.nAA = 1, the non-exclusive load-acquire/
+            // store-release forms (LDAR, STLR, LDAPR, LDAPUR, STLUR) may be
+            // unaligned as long as they stay within 16 bytes.
+            let naa_exempt = s1.sctlr & SCTLR_NAA != 0
+                && matches!(insn.op, Op::Load | Op::Store)
+                && (addr & 15) + insn.elements.total_bytes() <= 16;
+            if !addr.is_multiple_of(align) && !naa_exempt {
                 return Ok(fault(addr, align_fault));
             }
             for e in &insn.elements {

@@ -191,8 +191,10 @@ mod tests {
     #[cfg(feature = "kvm-ioctls")]
     #[test]
     fn parses_a_hand_built_kvm_bindings_kvm_run() {
-        let mut run = kvm_bindings::kvm_run::default();
-        run.exit_reason = 28;
+        let mut run = kvm_bindings::kvm_run {
+            exit_reason: 28,
+            ..Default::default()
+        };
         run.__bindgen_anon_1.arm_nisv.esr_iss = 0x5;
         run.__bindgen_anon_1.arm_nisv.fault_ipa = 0x1000_0000;
         let e = NisvExit::from_kvm_run(&run).unwrap();

@@ -122,6 +122,13 @@ pub fn arg_u64(bootargs: &str, key: &str) -> Option<u64> {
     None
 }
 
+/// `key=value` lookup in a bootargs string: the raw value.
+pub fn arg_str<'a>(bootargs: &'a str, key: &str) -> Option<&'a str> {
+    bootargs
+        .split_ascii_whitespace()
+        .find_map(|w| w.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+}
+
 /// Parses a decimal or 0x-prefixed hexadecimal number.
 pub fn parse_u64(s: &str) -> Option<u64> {
     if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {

@@ -128,6 +128,56 @@ pub struct Stats {
     pub skipped: [u32; insn::ALL.len()],
     /// Mismatches.
     pub mismatches: [u32; insn::ALL.len()],
+    /// Mismatches by [`Kind`].
+    pub kinds: [u32; 3],
+}
+
+/// What a mismatching case was, as far as the platform is concerned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A sign-extending load of a general register with a valid syndrome
+    /// (LDRSB/LDRSH/LDRSW and their unscaled/register forms, no writeback): KVM
+    /// completes these itself from the KVM_EXIT_MMIO data, sign-extending per
+    /// ESR_EL2.SSE.
+    IsvSignExtend,
+    /// A single general-register access with a valid syndrome (no writeback)
+    /// that crosses a page boundary of the device page: KVM reports one
+    /// KVM_EXIT_MMIO of the whole size at the fault IPA.
+    IsvPageStraddle,
+    /// Anything else.
+    Other,
+}
+
+impl Kind {
+    /// A short name for reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::IsvSignExtend => "isv-sign-extend",
+            Kind::IsvPageStraddle => "isv-page-straddle",
+            Kind::Other => "other",
+        }
+    }
+
+    /// Every kind, in the order of [`Stats::kinds`].
+    pub const ALL: [Kind; 3] = [Kind::IsvSignExtend, Kind::IsvPageStraddle, Kind::Other];
+}
+
+/// Classifies a case placed at offset `t` of layout `l`.
+pub fn kind_of(c: &Case, l: &Layout, t: u64) -> Kind {
+    let isv = matches!(c.class, Class::GprImm | Class::GprUnscaled | Class::GprReg);
+    if !isv {
+        return Kind::Other;
+    }
+    let end = t + c.len;
+    let crosses = |b: u64| t < b && end > b;
+    if crosses(l.pre) || crosses(l.pre + l.page) {
+        return Kind::IsvPageStraddle;
+    }
+    // opc<1> (bit 23) set: LDRS* (V = 0).
+    if c.words[0] & (1 << 23) != 0 {
+        return Kind::IsvSignExtend;
+    }
+    Kind::Other
 }
 
 impl Stats {
@@ -137,6 +187,7 @@ impl Stats {
             ran: [0; insn::ALL.len()],
             skipped: [0; insn::ALL.len()],
             mismatches: [0; insn::ALL.len()],
+            kinds: [0; 3],
         }
     }
 
@@ -365,6 +416,11 @@ impl Engine {
             return Verdict::Match;
         }
         bump(&mut self.stats.mismatches, ci);
+        let kind = kind_of(c, &l, t);
+        if let Some(k) = self.stats.kinds.get_mut(kind as usize) {
+            *k += 1;
+        }
+        println!("{}: mismatch kind {}", l.name, kind.name());
         self.report(c, t, &x, &o1, &o2, delta, mem_ok);
         Verdict::Mismatch
     }
@@ -406,14 +462,24 @@ impl Engine {
             o1.spsr >> 28,
             o1.sp_el0
         );
-        println!(
-            "  dev: ESR {:#x} ELR {:#x} NZCV {:#x} SP {:#x} FAR {:#x}",
-            o2.esr,
-            o2.elr,
-            o2.spsr >> 28,
-            o2.sp_el0,
-            o2.far
-        );
+        if o2.done() {
+            println!(
+                "  dev: ESR {:#x} ELR {:#x} NZCV {:#x} SP {:#x}",
+                o2.esr,
+                o2.elr,
+                o2.spsr >> 28,
+                o2.sp_el0
+            );
+        } else {
+            println!(
+                "  dev: ESR {:#x} ELR {:#x} NZCV {:#x} SP {:#x} FAR {:#x} (exception)",
+                o2.esr,
+                o2.elr,
+                o2.spsr >> 28,
+                o2.sp_el0,
+                o2.far
+            );
+        }
         let full = self.dumps_left > 0;
         self.dumps_left = self.dumps_left.saturating_sub(1);
         for (i, init) in x0.iter().enumerate() {
@@ -470,8 +536,17 @@ impl Engine {
         }
     }
 
-    /// Prints the per-class counters.
+    /// Prints the per-class counters (and the mismatch kinds, if any).
     pub fn print_stats(&self) {
+        if self.stats.total_mismatches() > 0 {
+            for k in Kind::ALL {
+                println!(
+                    "  mismatches of kind {:<18} {}",
+                    k.name(),
+                    self.stats.kinds[k as usize]
+                );
+            }
+        }
         for (i, c) in insn::ALL.iter().enumerate() {
             let (r, s, m) = (
                 self.stats.ran[i],

@@ -131,6 +131,17 @@ impl Class {
     }
 }
 
+/// A set of classes from a comma-separated list of [`Class::name`]s (bit i =
+/// `ALL[i]`); `None` if a name is unknown.
+pub fn class_mask(list: &str) -> Option<u32> {
+    let mut m = 0u32;
+    for name in list.split(',').filter(|n| !n.is_empty()) {
+        let c = ALL.iter().find(|c| c.name() == name)?;
+        m |= 1 << c.index();
+    }
+    Some(m)
+}
+
 /// What the generator may use.
 #[derive(Clone, Copy, Debug)]
 pub struct Features {
