@@ -74,7 +74,9 @@ impl Run {
 }
 
 fn field<'a>(words: &[&'a str], key: &str) -> Option<&'a str> {
-    words.iter().find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+    words
+        .iter()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
 }
 
 /// Split a libtest result word (`ok`, `FAILED`, `ignored`, `ignored, reason`).
@@ -314,7 +316,10 @@ test crashes ... @@kvm-nisv end kvm-nisv-vmm/guest_classes exit=signal-11 second
             Some(Status::Ok)
         );
         // Started, never finished: the executable crashed.
-        assert_eq!(get("kvm-nisv-vmm/guest_classes::crashes"), Some(Status::Failed));
+        assert_eq!(
+            get("kvm-nisv-vmm/guest_classes::crashes"),
+            Some(Status::Failed)
+        );
         assert_eq!(get("kvm-nisv/lib::<exit timeout>"), Some(Status::Failed));
         assert_eq!(r.count(Status::Ok), 2);
         assert_eq!(r.count(Status::Failed), 3);
@@ -347,7 +352,11 @@ test crashes ... @@kvm-nisv end kvm-nisv-vmm/guest_classes exit=signal-11 second
             "kvm-nisv/lib"
         );
         assert_eq!(
-            exe_display_name("path+file:///w/dir#kvm-nisv-vmm@0.1.0", "test", "guest_abort"),
+            exe_display_name(
+                "path+file:///w/dir#kvm-nisv-vmm@0.1.0",
+                "test",
+                "guest_abort"
+            ),
             "kvm-nisv-vmm/guest_abort"
         );
         assert_eq!(

@@ -1,16 +1,13 @@
 // Copyright 2026 The kvm-nisv Authors.
 // SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
 
-//! The one place where the VMM meets kvm-nisv modules that are still being
-//! written (`decode`, `emulate`, `stage1`, `esr`, `cap`, `exit`, `inject`,
-//! `one_reg`).
+//! The one place where the VMM meets kvm-nisv's `decode`, `emulate`,
+//! `stage1`, `esr`, `cap`, `exit`, `inject` and `one_reg` modules.
 //!
-//! Everything else in this crate calls only the functions and types below.
-//! When a kvm-nisv module lands, the matching item here becomes a thin call
-//! into it (the intended API is quoted next to each item) and the rest of the
-//! VMM does not change. Until then, the items that need the decoder, emulator
-//! or walker report "unavailable" instead of guessing: this file deliberately
-//! contains no second decoder, emulator or page-table walker.
+//! Everything else in this crate calls only the functions and types below, so
+//! the policy and exit-handling code can be tested with scripted emulators and
+//! in-memory register files, and an API change in kvm-nisv is absorbed here.
+//! No decoding, emulation or page-table walking is done in this file.
 
 use kvm_nisv::decode::Insn;
 use kvm_nisv::mem::GuestRam;
@@ -45,9 +42,17 @@ pub enum EmuOutcome {
         /// Its address.
         pc: u64,
     },
-    /// The emulator found a fault the guest must see (stage-1 translation or
-    /// permission fault, alignment fault...). Described in words.
-    GuestFault(String),
+    /// The emulator found a fault the guest must see (stage-1 translation,
+    /// permission or alignment fault...): deliver a synchronous data abort with
+    /// this syndrome.
+    GuestFault {
+        /// ESR_EL1 to report.
+        esr: u64,
+        /// FAR_EL1 to report (the faulting virtual address).
+        far: u64,
+        /// The fault in words.
+        what: String,
+    },
 }
 
 /// The NISV emulator as the policy uses it. The production implementation is
@@ -61,16 +66,17 @@ pub trait NisvEmulator: Send {
         bus: &Bus,
         fault_ipa: u64,
     ) -> Result<EmuOutcome, String>;
+
+    /// The VMM made the vCPU take an exception (an injected abort): forget
+    /// per-vCPU state such as the exclusive monitor.
+    fn exception_injected(&mut self) {}
 }
 
-/// kvm-nisv's emulator.
-///
-/// Intended API: `kvm_nisv::emulate::Emulator::new()` and
-/// `Emulator::emulate(&mut self, regs: &mut R, ram: &M, bus: &mut B, fault_ipa: Option<u64>)
-/// -> Result<Outcome, EmulateError>`.
+/// kvm-nisv's emulator (`kvm_nisv::emulate::Emulator`), one per vCPU: it owns
+/// that vCPU's exclusive monitor.
 #[derive(Debug, Default)]
 pub struct KvmNisvEmulator {
-    _private: (),
+    inner: kvm_nisv::emulate::Emulator,
 }
 
 impl KvmNisvEmulator {
@@ -83,26 +89,45 @@ impl KvmNisvEmulator {
 impl NisvEmulator for KvmNisvEmulator {
     fn emulate(
         &mut self,
-        _regs: &mut dyn VcpuRegs,
-        _ram: &dyn GuestRam,
-        _bus: &Bus,
-        _fault_ipa: u64,
+        mut regs: &mut dyn VcpuRegs,
+        ram: &dyn GuestRam,
+        mut bus: &Bus,
+        fault_ipa: u64,
     ) -> Result<EmuOutcome, String> {
-        Err(NOT_YET.replace("{}", "emulate"))
+        use kvm_nisv::emulate::Outcome;
+        let r = self
+            .inner
+            .emulate(&mut regs, &ram, &mut bus, Some(fault_ipa))
+            .map_err(|e| e.to_string())?;
+        Ok(match r {
+            Outcome::Emulated { insn } => EmuOutcome::Emulated { insn },
+            Outcome::NoDevice { insn, va, ipa } => EmuOutcome::NoDevice { insn, va, ipa },
+            Outcome::Unsupported { word, pc } => EmuOutcome::Unsupported { word, pc },
+            Outcome::GuestFault(f) => {
+                // The guest takes an exception: like CLREX, it clears the monitor.
+                self.inner.clear_monitor();
+                EmuOutcome::GuestFault {
+                    esr: f.esr(),
+                    far: f.va,
+                    what: f.fault.to_string(),
+                }
+            }
+        })
+    }
+
+    fn exception_injected(&mut self) {
+        self.inner.clear_monitor();
     }
 }
-
-const NOT_YET: &str = "kvm_nisv::{} is not implemented yet in this build";
 
 /// Decode an instruction word (`kvm_nisv::decode::decode`).
 pub fn decode(word: u32) -> Option<Insn> {
     kvm_nisv::decode::decode(word).ok()
 }
 
-/// Disassemble a decoded instruction. Intended API: `Insn: Display`; until the
-/// decoder provides it, the word, class and operation.
+/// Disassemble a decoded instruction (`Insn`'s Display), with its word.
 pub fn disasm(insn: &Insn) -> String {
-    format!("{:#010x} ({:?} {:?})", insn.word, insn.class, insn.op)
+    format!("{insn} ({:#010x})", insn.word)
 }
 
 /// Translate a guest virtual address to an IPA for a data read at the vCPU's
@@ -127,171 +152,120 @@ pub fn describe_iss(iss: u64) -> String {
     format!("{iss:#x} ({})", kvm_nisv::esr::NisvIss::new(iss))
 }
 
-/// The KVM side: capability, exit payload, abort injection and registers.
+/// The KVM side: capabilities, the exit payload, abort injection, registers
+/// (`kvm_nisv::{cap, exit, inject, one_reg}`).
 #[cfg(target_arch = "aarch64")]
 pub mod kvm {
-    use kvm_bindings::*;
+    use kvm_bindings::{KVM_REG_ARM_CORE, KVM_REG_ARM64, KVM_REG_SIZE_U64, kvm_regs};
     use kvm_ioctls::{VcpuFd, VmFd};
-    use kvm_nisv::regs::{Reg, RegError, VcpuRegs};
-    use vmm_sys_util::errno;
-    use vmm_sys_util::ioctl::ioctl_with_ref;
-
-    // include/uapi/linux/kvm.h: #define KVM_ENABLE_CAP _IOW(KVMIO, 0xa3, struct kvm_enable_cap).
-    // kvm-ioctls compiles its own number out on aarch64.
-    mod nr {
-        #![allow(missing_docs)]
-        use kvm_bindings::*;
-        use vmm_sys_util::ioctl_iow_nr;
-        ioctl_iow_nr!(KVM_ENABLE_CAP, KVMIO, 0xa3, kvm_enable_cap);
-    }
-    use nr::KVM_ENABLE_CAP;
+    use kvm_nisv::cap::{Support, enable_nisv_to_user};
+    use kvm_nisv::exit::NisvExit;
+    use kvm_nisv::inject::ExtDabtInjector;
+    use kvm_nisv::regs::{Reg, RegError, SysReg, VcpuRegs};
 
     /// Whether the kernel offers NISV exits and external-abort injection.
-    /// Intended API: `kvm_nisv::cap`.
     pub fn nisv_caps(vm: &VmFd) -> (bool, bool) {
-        (
-            vm.check_extension_raw(u64::from(KVM_CAP_ARM_NISV_TO_USER)) > 0,
-            vm.check_extension_raw(u64::from(KVM_CAP_ARM_INJECT_EXT_DABT)) > 0,
-        )
-    }
-
-    /// Enable `KVM_CAP_ARM_NISV_TO_USER` on the VM (Documentation/virt/kvm/api.rst 7.18).
-    pub fn enable_nisv(vm: &VmFd) -> Result<(), errno::Error> {
-        let cap = kvm_enable_cap {
-            cap: KVM_CAP_ARM_NISV_TO_USER,
-            ..Default::default()
-        };
-        // SAFETY: `vm` is a VM fd and the kernel reads exactly one kvm_enable_cap, which lives
-        // for the duration of the call.
-        let ret = unsafe { ioctl_with_ref(vm, KVM_ENABLE_CAP(), &cap) };
-        if ret != 0 {
-            return Err(errno::Error::last());
+        match Support::probe(vm) {
+            Ok(s) => (s.nisv_to_user, s.inject_ext_dabt),
+            Err(e) => {
+                log::warn!("probing the NISV capabilities: {e}");
+                (false, false)
+            }
         }
-        Ok(())
     }
 
-    /// The NISV payload of the current exit. Only call after KVM_RUN returned
-    /// exit reason `KVM_EXIT_ARM_NISV`. Intended API: `kvm_nisv::exit::NisvExit`.
-    pub fn nisv_payload(vcpu: &mut VcpuFd) -> (u64, u64) {
-        let run = vcpu.get_kvm_run();
-        // SAFETY: the caller saw exit_reason == KVM_EXIT_ARM_NISV, which tells us the kernel
-        // filled the arm_nisv member of the union; both fields are plain u64s.
-        let n = unsafe { run.__bindgen_anon_1.arm_nisv };
-        (n.esr_iss, n.fault_ipa)
+    /// Enable `KVM_CAP_ARM_NISV_TO_USER` on the VM.
+    pub fn enable_nisv(vm: &VmFd) -> Result<(), String> {
+        enable_nisv_to_user(vm).map_err(|e| e.to_string())
     }
 
-    /// Make an external data abort pending on the vCPU (KVM_SET_VCPU_EVENTS with
-    /// `ext_dabt_pending`, Documentation/virt/kvm/api.rst 4.32). KVM synthesises
-    /// the ESR/FAR from the faulting access at the next KVM_RUN.
-    /// Intended API: `kvm_nisv::inject`.
-    pub fn inject_ext_dabt(vcpu: &VcpuFd) -> Result<(), errno::Error> {
-        let mut ev = kvm_vcpu_events::default();
-        ev.exception.ext_dabt_pending = 1;
-        vcpu.set_vcpu_events(&ev)
+    /// The NISV payload `(esr_iss, fault_ipa)` of the current exit, if it is one.
+    pub fn nisv_payload(vcpu: &mut VcpuFd) -> Option<(u64, u64)> {
+        NisvExit::from_vcpu(vcpu).map(|e| (e.iss.bits(), e.fault_ipa))
     }
 
-    fn core_id(byte_offset: usize, size: u64) -> u64 {
-        KVM_REG_ARM64 | size | u64::from(KVM_REG_ARM_CORE) | (byte_offset / 4) as u64
+    /// The abort injector, when the kernel supports it.
+    pub fn injector(vm: &VmFd) -> Option<ExtDabtInjector> {
+        ExtDabtInjector::new(vm).ok()
     }
 
-    /// The one-reg id of a 64-bit register (Documentation/virt/kvm/api.rst, "ARM64 registers").
-    pub fn reg_id(reg: Reg) -> Option<u64> {
+    /// Make an external data abort pending on the vCPU.
+    pub fn inject_ext_dabt(inj: Option<&ExtDabtInjector>, vcpu: &VcpuFd) -> Result<(), String> {
+        match inj {
+            Some(i) => i.inject(vcpu).map_err(|e| e.to_string()),
+            None => Err("the kernel lacks KVM_CAP_ARM_INJECT_EXT_DABT".into()),
+        }
+    }
+
+    /// ELR_EL1 and SPSR_EL1 as KVM core registers (`kvm_regs.elr_el1`,
+    /// `kvm_regs.spsr[KVM_SPSR_EL1]`): KVM keeps them outside its sysreg table
+    /// for userspace, so the one-reg sysreg ids are not used for them.
+    fn core_el1_id(reg: Reg) -> Option<u64> {
         use std::mem::offset_of;
-        let pt = offset_of!(kvm_regs, regs);
-        Some(match reg {
-            Reg::X(n @ 0..=30) => core_id(
-                pt + offset_of!(user_pt_regs, regs) + 8 * usize::from(n),
-                KVM_REG_SIZE_U64,
-            ),
-            Reg::X(_) => return None,
-            Reg::SpEl0 => core_id(pt + offset_of!(user_pt_regs, sp), KVM_REG_SIZE_U64),
-            Reg::Pc => core_id(pt + offset_of!(user_pt_regs, pc), KVM_REG_SIZE_U64),
-            Reg::Pstate => core_id(pt + offset_of!(user_pt_regs, pstate), KVM_REG_SIZE_U64),
-            Reg::SpEl1 => core_id(offset_of!(kvm_regs, sp_el1), KVM_REG_SIZE_U64),
-            Reg::Sys(s) => sysreg_id(s.encoding()),
-        })
+        let off = match reg {
+            Reg::Sys(SysReg::ElrEl1) => offset_of!(kvm_regs, elr_el1),
+            Reg::Sys(SysReg::SpsrEl1) => offset_of!(kvm_regs, spsr),
+            _ => return None,
+        };
+        Some(KVM_REG_ARM64 | KVM_REG_SIZE_U64 | u64::from(KVM_REG_ARM_CORE) | (off / 4) as u64)
     }
 
-    /// The one-reg id of a system register from its (op0, op1, CRn, CRm, op2) encoding.
-    pub fn sysreg_id((op0, op1, crn, crm, op2): (u8, u8, u8, u8, u8)) -> u64 {
-        KVM_REG_ARM64
-            | KVM_REG_SIZE_U64
-            | u64::from(KVM_REG_ARM64_SYSREG)
-            | (u64::from(op0) << 14)
-            | (u64::from(op1) << 11)
-            | (u64::from(crn) << 7)
-            | (u64::from(crm) << 3)
-            | u64::from(op2)
+    fn raw(fd: &VcpuFd) -> kvm_nisv::one_reg::RawVcpuFd<'_> {
+        use std::os::fd::{AsRawFd, BorrowedFd};
+        // SAFETY: the descriptor belongs to `fd`, which the returned value borrows, so it
+        // stays open for the borrow's lifetime.
+        let b = unsafe { BorrowedFd::borrow_raw(fd.as_raw_fd()) };
+        kvm_nisv::one_reg::RawVcpuFd::new(b)
     }
 
-    fn vreg_id(n: u8) -> u64 {
-        use std::mem::offset_of;
-        core_id(
-            offset_of!(kvm_regs, fp_regs)
-                + offset_of!(user_fpsimd_state, vregs)
-                + 16 * usize::from(n),
-            KVM_REG_SIZE_U128,
-        )
-    }
-
-    /// [`VcpuRegs`] over a kvm-ioctls vCPU (one ioctl per access).
-    /// Intended replacement: `kvm_nisv::one_reg`'s implementation for `VcpuFd`.
+    /// [`VcpuRegs`] over a kvm-ioctls vCPU: kvm-nisv's one-reg implementation,
+    /// with ELR_EL1/SPSR_EL1 through their core ids.
     #[derive(Debug)]
     pub struct KvmRegs<'a>(pub &'a VcpuFd);
 
-    impl KvmRegs<'_> {
-        fn get_raw<const N: usize>(&self, id: u64, what: String) -> Result<[u8; N], RegError> {
-            let mut b = [0u8; N];
-            self.0
-                .get_one_reg(id, &mut b)
-                .map_err(|source| RegError::Ioctl {
-                    op: "KVM_GET_ONE_REG",
-                    reg: what,
-                    id,
-                    source,
-                })?;
-            Ok(b)
-        }
-        fn set_raw(&self, id: u64, what: String, b: &[u8]) -> Result<(), RegError> {
-            self.0
-                .set_one_reg(id, b)
-                .map(|_| ())
-                .map_err(|source| RegError::Ioctl {
-                    op: "KVM_SET_ONE_REG",
-                    reg: what,
-                    id,
-                    source,
-                })
-        }
-    }
-
     impl VcpuRegs for KvmRegs<'_> {
         fn get(&mut self, reg: Reg) -> Result<u64, RegError> {
-            let id = reg_id(reg).ok_or_else(|| RegError::Invalid(format!("{reg:?}")))?;
-            self.get_raw::<8>(id, format!("{reg:?}"))
-                .map(u64::from_le_bytes)
+            if let Some(id) = core_el1_id(reg) {
+                let mut b = [0u8; 8];
+                return self
+                    .0
+                    .get_one_reg(id, &mut b)
+                    .map(|_| u64::from_le_bytes(b))
+                    .map_err(|source| RegError::Ioctl {
+                        op: "KVM_GET_ONE_REG",
+                        reg: format!("{reg:?}"),
+                        id,
+                        source,
+                    });
+            }
+            raw(self.0).get(reg)
         }
         fn set(&mut self, reg: Reg, value: u64) -> Result<(), RegError> {
-            let id = reg_id(reg).ok_or_else(|| RegError::Invalid(format!("{reg:?}")))?;
-            self.set_raw(id, format!("{reg:?}"), &value.to_le_bytes())
+            if let Some(id) = core_el1_id(reg) {
+                return self
+                    .0
+                    .set_one_reg(id, &value.to_le_bytes())
+                    .map(|_| ())
+                    .map_err(|source| RegError::Ioctl {
+                        op: "KVM_SET_ONE_REG",
+                        reg: format!("{reg:?}"),
+                        id,
+                        source,
+                    });
+            }
+            raw(self.0).set(reg, value)
         }
         fn get_v(&mut self, n: u8) -> Result<u128, RegError> {
-            if n > 31 {
-                return Err(RegError::Invalid(format!("V{n}")));
-            }
-            self.get_raw::<16>(vreg_id(n), format!("V{n}"))
-                .map(u128::from_le_bytes)
+            raw(self.0).get_v(n)
         }
         fn set_v(&mut self, n: u8, value: u128) -> Result<(), RegError> {
-            if n > 31 {
-                return Err(RegError::Invalid(format!("V{n}")));
-            }
-            self.set_raw(vreg_id(n), format!("V{n}"), &value.to_le_bytes())
+            raw(self.0).set_v(n, value)
         }
     }
 
-    /// MPIDR_EL1's encoding (op0=3, op1=0, CRn=0, CRm=0, op2=5).
-    pub const MPIDR_EL1: (u8, u8, u8, u8, u8) = (3, 0, 0, 0, 5);
+    /// The one-reg id of MPIDR_EL1 (op0=3, op1=0, CRn=0, CRm=0, op2=5), which
+    /// `SysReg` does not name.
+    pub const MPIDR_EL1_ID: u64 = KVM_REG_ARM64 | KVM_REG_SIZE_U64 | 0x0013_0000 | (3 << 14) | 5;
 }
 
 #[cfg(test)]
@@ -299,6 +273,12 @@ mod tests {
     use super::*;
     use kvm_nisv::mem::VecRam;
     use kvm_nisv::regs::RegisterFile;
+
+    #[test]
+    fn disassembly_names_the_instruction() {
+        let i = decode(0xf800_8420).unwrap();
+        assert_eq!(disasm(&i), "str x0, [x1], #8 (0xf8008420)");
+    }
 
     #[test]
     fn iss_description_names_the_fields() {

@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 
 use kvm_nisv::decode::{Class, Insn};
 use kvm_nisv::mem::GuestRam;
-use kvm_nisv::regs::{Reg, VcpuRegs};
+use kvm_nisv::regs::{Reg, RegError, SysReg, VcpuRegs};
 
 use crate::adapter::{self, EmuOutcome, NisvEmulator};
 use crate::bus::Bus;
@@ -58,6 +58,14 @@ pub enum NisvAction {
     Resume,
     /// Make an external data abort pending, then resume.
     InjectAbort,
+    /// Deliver a synchronous data abort with this syndrome (a fault the
+    /// emulator found: translation, permission, alignment...), then resume.
+    DeliverAbort {
+        /// ESR_EL1.
+        esr: u64,
+        /// FAR_EL1.
+        far: u64,
+    },
     /// Stop the VM: print `report` and exit with `status`.
     Stop {
         /// Process exit status.
@@ -76,6 +84,8 @@ pub struct NisvStats {
     pub emulated: Arc<AtomicU64>,
     /// External aborts injected.
     pub injected: AtomicU64,
+    /// Faults found by the emulator and delivered to the guest.
+    pub faults_delivered: AtomicU64,
     /// Exits whose instruction could not be decoded.
     pub undecoded: AtomicU64,
     per_class: Mutex<BTreeMap<Class, u64>>,
@@ -99,10 +109,11 @@ impl NisvStats {
     /// The summary printed at exit.
     pub fn summary(&self) -> String {
         let mut s = format!(
-            "kvm-nisv-vmm: NISV exits: {} (emulated {}, aborts injected {}, undecoded {})",
+            "kvm-nisv-vmm: NISV exits: {} (emulated {}, aborts injected {}, faults delivered {}, undecoded {})",
             self.exits.load(Ordering::Relaxed),
             self.emulated.load(Ordering::Relaxed),
             self.injected.load(Ordering::Relaxed),
+            self.faults_delivered.load(Ordering::Relaxed),
             self.undecoded.load(Ordering::Relaxed),
         );
         for (class, n) in self.per_class() {
@@ -295,6 +306,44 @@ pub fn report(
     s
 }
 
+/// Make the vCPU take a synchronous data abort to EL1 with `esr` and `far`, as
+/// the CPU would (Arm ARM pseudocode `AArch64.TakeException`; KVM's
+/// `inject_abt64()` in arch/arm64/kvm/inject_fault.c does the same for the
+/// external aborts it injects): SPSR_EL1 = PSTATE, ELR_EL1 = PC, PSTATE = EL1h
+/// with DAIF masked (NZCV and DIT kept, PAN set when SCTLR_EL1.SPAN = 0, SSBS
+/// from SCTLR_EL1.DSSBS), PC = VBAR_EL1 + 0x000 (EL1t), 0x200 (EL1h) or 0x400
+/// (from EL0).
+pub fn deliver_sync_abort(regs: &mut dyn VcpuRegs, esr: u64, far: u64) -> Result<(), RegError> {
+    const NZCV: u64 = 0xf000_0000;
+    const DIT: u64 = 1 << 24;
+    const PAN: u64 = 1 << 22;
+    const SSBS: u64 = 1 << 12;
+    const SCTLR_SPAN: u64 = 1 << 23;
+    const SCTLR_DSSBS: u64 = 1 << 44;
+    let pstate = regs.get(Reg::Pstate)?;
+    let pc = regs.get(Reg::Pc)?;
+    let vbar = regs.get(Reg::Sys(SysReg::VbarEl1))?;
+    let sctlr = regs.get(Reg::Sys(SysReg::SctlrEl1))?;
+    let offset = match (pstate >> 2) & 3 {
+        0 => 0x400,
+        _ if pstate & 1 == 1 => 0x200,
+        _ => 0x000,
+    };
+    let mut new = (pstate & (NZCV | DIT | PAN)) | 0x3c5;
+    if sctlr & SCTLR_SPAN == 0 {
+        new |= PAN;
+    }
+    if sctlr & SCTLR_DSSBS != 0 {
+        new |= SSBS;
+    }
+    regs.set(Reg::Sys(SysReg::SpsrEl1), pstate)?;
+    regs.set(Reg::Sys(SysReg::ElrEl1), pc)?;
+    regs.set(Reg::Sys(SysReg::EsrEl1), esr)?;
+    regs.set(Reg::Sys(SysReg::FarEl1), far)?;
+    regs.set(Reg::Pstate, new)?;
+    regs.set(Reg::Pc, vbar.wrapping_add(offset))
+}
+
 /// PSTATE (SPSR layout) in words: NZCV, DAIF, mode.
 pub fn describe_pstate(p: u64) -> String {
     let flag = |bit: u32, c: char| if p >> bit & 1 == 1 { c } else { '-' };
@@ -461,12 +510,26 @@ impl NisvHandler {
                         self.trace(vcpu, pc, fault_ipa, esr_iss, &what, "inject external abort");
                         self.inject(regs, ram, bus, Some(esr_iss), fault_ipa, pc)
                     }
-                    Ok(EmuOutcome::GuestFault(fault)) => {
+                    Ok(EmuOutcome::GuestFault { esr, far, what }) => {
                         let f = fetch(regs, ram);
                         self.count(&f.insn);
-                        let what = format!("{} ({fault})", insn_text(&f));
-                        self.trace(vcpu, pc, fault_ipa, esr_iss, &what, "inject external abort");
-                        self.inject(regs, ram, bus, Some(esr_iss), fault_ipa, pc)
+                        let what = format!("{} ({what})", insn_text(&f));
+                        self.trace(
+                            vcpu,
+                            pc,
+                            fault_ipa,
+                            esr_iss,
+                            &what,
+                            &format!("deliver data abort, ESR {esr:#x} FAR {far:#x}"),
+                        );
+                        match self.inject(regs, ram, bus, Some(esr_iss), fault_ipa, pc) {
+                            NisvAction::InjectAbort => {
+                                self.stats.faults_delivered.fetch_add(1, Ordering::Relaxed);
+                                self.stats.injected.fetch_sub(1, Ordering::Relaxed);
+                                NisvAction::DeliverAbort { esr, far }
+                            }
+                            other => other,
+                        }
                     }
                     Ok(EmuOutcome::Unsupported { word, pc }) => {
                         self.stats.undecoded.fetch_add(1, Ordering::Relaxed);
@@ -534,6 +597,11 @@ impl NisvHandler {
                 }
             }
         }
+    }
+
+    /// The vCPU took an exception the VMM injected or delivered.
+    pub fn exception_delivered(&mut self) {
+        self.emulator.exception_injected();
     }
 
     fn count(&self, insn: &Option<Insn>) {
@@ -607,7 +675,7 @@ mod tests {
     use crate::bus::{BusDevice, DeviceError};
     use crate::memory::Ram;
     use kvm_nisv::decode::decode;
-    use kvm_nisv::regs::{RegisterFile, SysReg};
+    use kvm_nisv::regs::RegisterFile;
 
     const RAM: u64 = 0x8000_0000;
     const DEV: u64 = 0x1000_0000;
@@ -877,6 +945,66 @@ mod tests {
         r.x[29] = fp0;
         let bt = backtrace(&mut r, &ram, 0);
         assert!(bt.last().unwrap().contains("unreadable"), "{bt:?}");
+    }
+
+    #[test]
+    fn emulator_faults_are_delivered_as_data_aborts() {
+        let (mut r, ram, bus) = setup();
+        let mut h = handler(
+            Policy::Emulate,
+            vec![Ok(EmuOutcome::GuestFault {
+                esr: 0x9600_0021,
+                far: DEV + 9,
+                what: "alignment".into(),
+            })],
+        );
+        assert_eq!(
+            h.handle(0, &mut r, &ram, &bus, 0x45, DEV + 8),
+            NisvAction::DeliverAbort {
+                esr: 0x9600_0021,
+                far: DEV + 9
+            }
+        );
+        assert_eq!(h.stats().faults_delivered.load(Ordering::Relaxed), 1);
+        assert_eq!(h.stats().injected.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn taking_an_abort_follows_take_exception() {
+        // From EL1h with NZCV = 0b0110, PAN clear, SCTLR_EL1.SPAN = 0.
+        let mut r = RegisterFile {
+            pc: RAM + 0x100,
+            pstate: 0x6000_0005,
+            ..Default::default()
+        };
+        r.set_sys(SysReg::VbarEl1, RAM + 0x800);
+        deliver_sync_abort(&mut r, 0x9600_0021, 0x1234).unwrap();
+        assert_eq!(r.pc, RAM + 0xa00);
+        assert_eq!(r.pstate, 0x6000_0000 | (1 << 22) | 0x3c5);
+        assert_eq!(r.sys(SysReg::ElrEl1), RAM + 0x100);
+        assert_eq!(r.sys(SysReg::SpsrEl1), 0x6000_0005);
+        assert_eq!(r.sys(SysReg::EsrEl1), 0x9600_0021);
+        assert_eq!(r.sys(SysReg::FarEl1), 0x1234);
+        // From EL0 (SPAN = 1: PAN unchanged): the lower-EL vector.
+        let mut r = RegisterFile {
+            pc: 0x4000,
+            pstate: 0x0,
+            ..Default::default()
+        };
+        r.set_sys(SysReg::VbarEl1, RAM + 0x800);
+        r.set_sys(SysReg::SctlrEl1, 1 << 23);
+        deliver_sync_abort(&mut r, 0x9200_0021, 0x1).unwrap();
+        assert_eq!(r.pc, RAM + 0xc00);
+        assert_eq!(r.pstate, 0x3c5);
+        // From EL1t: offset 0.
+        let mut r = RegisterFile {
+            pc: 0x4000,
+            pstate: 0x4,
+            ..Default::default()
+        };
+        r.set_sys(SysReg::VbarEl1, RAM + 0x800);
+        deliver_sync_abort(&mut r, 0, 0).unwrap();
+        assert_eq!(r.pc, RAM + 0x800);
     }
 
     #[test]

@@ -22,7 +22,7 @@ use kvm_nisv::mem::{BusError, GuestRam};
 use kvm_nisv::regs::{Reg, VcpuRegs};
 
 use crate::bus::Bus;
-use crate::nisv::{NisvAction, NisvHandler};
+use crate::nisv::{NisvAction, NisvHandler, deliver_sync_abort};
 
 /// Exit status for VMM errors (setup failures, unexpected exits).
 pub const EXIT_VMM_ERROR: i32 = 1;
@@ -237,19 +237,32 @@ fn mmio(
                 len,
                 write.is_some(),
             );
-            apply(vcpu, act)
+            apply(ctx.nisv, vcpu, act)
         }
     }
 }
 
-fn apply(vcpu: &mut dyn VcpuOps, act: NisvAction) -> ExitAction {
+fn apply(nisv: &mut NisvHandler, vcpu: &mut dyn VcpuOps, act: NisvAction) -> ExitAction {
     match act {
         NisvAction::Resume => ExitAction::Continue,
         NisvAction::InjectAbort => match vcpu.inject_ext_dabt() {
-            Ok(()) => ExitAction::Continue,
+            Ok(()) => {
+                nisv.exception_delivered();
+                ExitAction::Continue
+            }
             Err(e) => stop(
                 EXIT_VMM_ERROR,
                 format!("kvm-nisv-vmm: cannot inject an external abort: {e}"),
+            ),
+        },
+        NisvAction::DeliverAbort { esr, far } => match deliver_sync_abort(vcpu, esr, far) {
+            Ok(()) => {
+                nisv.exception_delivered();
+                ExitAction::Continue
+            }
+            Err(e) => stop(
+                EXIT_VMM_ERROR,
+                format!("kvm-nisv-vmm: cannot deliver a data abort to the guest: {e}"),
             ),
         },
         NisvAction::Stop { status, report } => ExitAction::Stop(Stop {
@@ -292,7 +305,7 @@ pub fn handle_exit(ctx: &mut ExitCtx<'_>, vcpu: &mut dyn VcpuOps, exit: Exit<'_>
             let act = ctx
                 .nisv
                 .handle(ctx.index, vcpu, ctx.ram, ctx.bus, esr_iss, fault_ipa);
-            apply(vcpu, act)
+            apply(ctx.nisv, vcpu, act)
         }
         Exit::Interrupted => ExitAction::Continue,
         Exit::RunError(e) if e == libc::EINTR || e == libc::EAGAIN => ExitAction::Continue,
@@ -437,6 +450,7 @@ mod kvm {
 
     use super::*;
     use crate::adapter::kvm::{KvmRegs, inject_ext_dabt, nisv_payload};
+    use kvm_nisv::inject::ExtDabtInjector;
 
     thread_local! {
         static KVM_RUN: Cell<*mut kvm_run> = const { Cell::new(std::ptr::null_mut()) };
@@ -459,7 +473,7 @@ mod kvm {
 
     /// A KVM vCPU as [`VcpuOps`].
     #[derive(Debug)]
-    pub struct KvmVcpu<'a>(pub &'a VcpuFd);
+    pub struct KvmVcpu<'a>(pub &'a VcpuFd, pub Option<&'a ExtDabtInjector>);
 
     impl VcpuRegs for KvmVcpu<'_> {
         fn get(&mut self, reg: Reg) -> Result<u64, RegError> {
@@ -478,7 +492,7 @@ mod kvm {
 
     impl VcpuOps for KvmVcpu<'_> {
         fn inject_ext_dabt(&mut self) -> Result<(), String> {
-            inject_ext_dabt(self.0).map_err(|e| e.to_string())
+            inject_ext_dabt(self.1, self.0)
         }
     }
 
@@ -501,6 +515,7 @@ mod kvm {
         ram: &dyn GuestRam,
         nisv: &mut NisvHandler,
         control: &Arc<VcpuControl>,
+        inj: Option<ExtDabtInjector>,
     ) -> Option<Stop> {
         control.register_current_thread();
         KVM_RUN.with(|c| c.set(vcpu.get_kvm_run() as *mut kvm_run));
@@ -538,8 +553,11 @@ mod kvm {
             let action = match raw {
                 Raw::MmioRead(addr, n) => {
                     let data = buf.get_mut(..n).unwrap_or(&mut []);
-                    let a =
-                        handle_exit(&mut ctx, &mut KvmVcpu(&vcpu), Exit::MmioRead { addr, data });
+                    let a = handle_exit(
+                        &mut ctx,
+                        &mut KvmVcpu(&vcpu, inj.as_ref()),
+                        Exit::MmioRead { addr, data },
+                    );
                     let run = vcpu.get_kvm_run();
                     // SAFETY: the last exit was KVM_EXIT_MMIO, so the mmio member is the live one;
                     // n <= 8 = the size of mmio.data.
@@ -553,26 +571,36 @@ mod kvm {
                     let data = b.get(..n).unwrap_or(&[]);
                     handle_exit(
                         &mut ctx,
-                        &mut KvmVcpu(&vcpu),
+                        &mut KvmVcpu(&vcpu, inj.as_ref()),
                         Exit::MmioWrite { addr, data },
                     )
                 }
                 Raw::SystemEvent(kind, data) => handle_exit(
                     &mut ctx,
-                    &mut KvmVcpu(&vcpu),
+                    &mut KvmVcpu(&vcpu, inj.as_ref()),
                     Exit::SystemEvent { kind, data: &data },
                 ),
                 Raw::Nisv => {
-                    let (esr_iss, fault_ipa) = nisv_payload(&mut vcpu);
+                    let (esr_iss, fault_ipa) = nisv_payload(&mut vcpu).unwrap_or((0, 0));
                     handle_exit(
                         &mut ctx,
-                        &mut KvmVcpu(&vcpu),
+                        &mut KvmVcpu(&vcpu, inj.as_ref()),
                         Exit::Nisv { esr_iss, fault_ipa },
                     )
                 }
-                Raw::Intr => handle_exit(&mut ctx, &mut KvmVcpu(&vcpu), Exit::Interrupted),
-                Raw::Err(e) => handle_exit(&mut ctx, &mut KvmVcpu(&vcpu), Exit::RunError(e)),
-                Raw::Other(s) => handle_exit(&mut ctx, &mut KvmVcpu(&vcpu), Exit::Other(s)),
+                Raw::Intr => handle_exit(
+                    &mut ctx,
+                    &mut KvmVcpu(&vcpu, inj.as_ref()),
+                    Exit::Interrupted,
+                ),
+                Raw::Err(e) => handle_exit(
+                    &mut ctx,
+                    &mut KvmVcpu(&vcpu, inj.as_ref()),
+                    Exit::RunError(e),
+                ),
+                Raw::Other(s) => {
+                    handle_exit(&mut ctx, &mut KvmVcpu(&vcpu, inj.as_ref()), Exit::Other(s))
+                }
             };
             if let ExitAction::Stop(s) = action {
                 break Some(s);

@@ -22,7 +22,7 @@ use vm_memory::{GuestAddress, GuestMemoryBackend};
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::adapter::KvmNisvEmulator;
-use crate::adapter::kvm::{KvmRegs, MPIDR_EL1, enable_nisv, nisv_caps, sysreg_id};
+use crate::adapter::kvm::{KvmRegs, MPIDR_EL1_ID, enable_nisv, injector, nisv_caps};
 use crate::bus::Bus;
 use crate::cli::RunArgs;
 use crate::fdt::{FdtConfig, create_fdt};
@@ -109,7 +109,7 @@ fn setup_vcpu(vm: &VmFd, index: u64, entry: u64, dtb: u64) -> Result<(VcpuFd, u6
         }
     }
     let mut b = [0u8; 8];
-    vcpu.get_one_reg(sysreg_id(MPIDR_EL1), &mut b)
+    vcpu.get_one_reg(MPIDR_EL1_ID, &mut b)
         .map_err(|e| format!("reading MPIDR_EL1 of vCPU {index}: {e}"))?;
     Ok((vcpu, u64::from_le_bytes(b)))
 }
@@ -151,6 +151,7 @@ pub fn run(args: &RunArgs) -> i32 {
              addresses with nothing behind them cannot be turned into guest aborts"
         );
     }
+    let inj = injector(&vm);
     let max = kvm.get_max_vcpus() as u64;
     if cpus > max {
         fail!("{cpus} vCPUs requested, KVM allows {max}");
@@ -311,7 +312,7 @@ pub fn run(args: &RunArgs) -> i32 {
             let spawned = std::thread::Builder::new()
                 .name(format!("vcpu{i}"))
                 .spawn_scoped(s, move || {
-                    let r = run_vcpu(vcpu, i, bus, ram, &mut nisv, control);
+                    let r = run_vcpu(vcpu, i, bus, ram, &mut nisv, control, inj);
                     let _ = tx.send(Msg::Vcpu(i, r));
                 });
             match spawned {

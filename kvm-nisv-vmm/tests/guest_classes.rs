@@ -66,7 +66,7 @@ fn classes(name: &str) {
         .and_then(|n| n.parse::<u64>().ok())
         .unwrap_or_else(|| panic!("no NISV count line\n{}", r.dump()));
     eprintln!("{name}: {nisv} NISV exits emulated");
-    assert!(nisv >= 500, "only {nisv} NISV exits: the device runs did not exercise the emulator\n{}", r.dump());
+    assert!(nisv >= 300, "only {nisv} NISV exits: the device runs did not exercise the emulator\n{}", r.dump());
 }
 
 #[test]

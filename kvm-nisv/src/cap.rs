@@ -293,7 +293,10 @@ mod tests {
     fn cap_numbers_and_names() {
         assert_eq!(Cap::ArmNisvToUser.number(), 177);
         assert_eq!(Cap::ArmInjectExtDabt.number(), 178);
-        assert_eq!(Cap::ArmNisvToUser.to_string(), "KVM_CAP_ARM_NISV_TO_USER (177)");
+        assert_eq!(
+            Cap::ArmNisvToUser.to_string(),
+            "KVM_CAP_ARM_NISV_TO_USER (177)"
+        );
     }
 
     #[test]
@@ -328,7 +331,16 @@ mod tests {
     fn probing_a_non_kvm_fd_is_an_ioctl_error_not_a_panic() {
         let f = std::fs::File::open("/dev/null").unwrap();
         let e = check_extension(&f, Cap::ArmNisvToUser).unwrap_err();
-        assert!(matches!(e, CapError::Ioctl { op: "KVM_CHECK_EXTENSION", .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                CapError::Ioctl {
+                    op: "KVM_CHECK_EXTENSION",
+                    ..
+                }
+            ),
+            "{e}"
+        );
         let e = enable_nisv_to_user(&f).unwrap_err();
         assert!(matches!(e, CapError::Ioctl { .. }), "{e}");
     }

@@ -191,9 +191,13 @@ impl fmt::Display for Dfsc {
             Dfsc::Permission { .. } => "permission fault",
             Dfsc::SyncExternal => "synchronous external abort",
             Dfsc::TagCheck => "synchronous tag check fault",
-            Dfsc::SyncExternalOnWalk { .. } => "synchronous external abort on translation table walk",
+            Dfsc::SyncExternalOnWalk { .. } => {
+                "synchronous external abort on translation table walk"
+            }
             Dfsc::SyncParity => "synchronous parity/ECC error",
-            Dfsc::SyncParityOnWalk { .. } => "synchronous parity/ECC error on translation table walk",
+            Dfsc::SyncParityOnWalk { .. } => {
+                "synchronous parity/ECC error on translation table walk"
+            }
             Dfsc::Alignment => "alignment fault",
             Dfsc::GranuleProtectionOnWalk { .. } => {
                 "granule protection fault on translation table walk"
@@ -426,22 +430,39 @@ mod tests {
         assert!(!iss.is_cache_maintenance());
         assert_eq!(iss.dfsc(), Dfsc::Translation { level: 1 });
         assert_eq!(iss.dfsc().level(), Some(1));
-        assert_eq!(iss.to_string(), "write, translation fault, level 1 (DFSC 0x05)");
+        assert_eq!(
+            iss.to_string(),
+            "write, translation fault, level 1 (DFSC 0x05)"
+        );
         // `ldp x2, x3, [x1]`: 0x5.
         let iss = NisvIss::new(0x5);
         assert!(!iss.is_write());
-        assert_eq!(iss.to_string(), "read, translation fault, level 1 (DFSC 0x05)");
+        assert_eq!(
+            iss.to_string(),
+            "read, translation fault, level 1 (DFSC 0x05)"
+        );
     }
 
     #[test]
     fn nisv_iss_drops_bits_the_kernel_does_not_pass() {
         // ISV, SAS, SRT, EA, S1PTW, FnV set: only CM/WnR/DFSC survive.
-        let raw = (1 << 24) | (3 << 22) | (5 << 16) | (1 << 10) | (1 << 9) | (1 << 8) | (1 << 7) | (1 << 6) | 0x07;
+        let raw = (1 << 24)
+            | (3 << 22)
+            | (5 << 16)
+            | (1 << 10)
+            | (1 << 9)
+            | (1 << 8)
+            | (1 << 7)
+            | (1 << 6)
+            | 0x07;
         let iss = NisvIss::new(raw);
         assert_eq!(iss.bits(), (1 << 8) | (1 << 6) | 0x07);
         assert_eq!(NISV_ISS_MASK, 0x17f);
         assert!(iss.is_cache_maintenance());
-        assert_eq!(iss.to_string(), "cache maintenance, translation fault, level 3 (DFSC 0x07)");
+        assert_eq!(
+            iss.to_string(),
+            "cache maintenance, translation fault, level 3 (DFSC 0x07)"
+        );
     }
 
     #[test]

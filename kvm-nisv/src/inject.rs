@@ -62,7 +62,8 @@ impl ExtDabtInjector {
         events.exception.ext_dabt_pending = 1;
         // SAFETY: the kernel reads exactly size_of::<kvm_vcpu_events>() (64)
         // bytes from `events`, which outlives the call.
-        let ret = unsafe { ioctl_with_ref(&vcpu.as_raw_fd(), uapi::KVM_SET_VCPU_EVENTS(), &events) };
+        let ret =
+            unsafe { ioctl_with_ref(&vcpu.as_raw_fd(), uapi::KVM_SET_VCPU_EVENTS(), &events) };
         if ret < 0 {
             return Err(InjectError::SetVcpuEvents(errno::Error::last()));
         }

@@ -54,7 +54,8 @@ pub const fn sysreg_id(r: SysReg) -> u64 {
 }
 
 const X0_OFFSET: usize = offset_of!(kvm_regs, regs) + offset_of!(user_pt_regs, regs);
-const VREGS_OFFSET: usize = offset_of!(kvm_regs, fp_regs) + offset_of!(uapi::user_fpsimd_state, vregs);
+const VREGS_OFFSET: usize =
+    offset_of!(kvm_regs, fp_regs) + offset_of!(uapi::user_fpsimd_state, vregs);
 
 /// The `KVM_GET_ONE_REG` id of a 64-bit register.
 ///
@@ -64,8 +65,14 @@ pub fn reg_id(reg: Reg) -> Result<u64, RegError> {
     Ok(match reg {
         Reg::X(n) if n <= 30 => core_reg_id(X0_OFFSET + 8 * usize::from(n), u64_),
         Reg::X(_) => return Err(RegError::Invalid(format!("{reg:?}"))),
-        Reg::SpEl0 => core_reg_id(offset_of!(kvm_regs, regs) + offset_of!(user_pt_regs, sp), u64_),
-        Reg::Pc => core_reg_id(offset_of!(kvm_regs, regs) + offset_of!(user_pt_regs, pc), u64_),
+        Reg::SpEl0 => core_reg_id(
+            offset_of!(kvm_regs, regs) + offset_of!(user_pt_regs, sp),
+            u64_,
+        ),
+        Reg::Pc => core_reg_id(
+            offset_of!(kvm_regs, regs) + offset_of!(user_pt_regs, pc),
+            u64_,
+        ),
         Reg::Pstate => core_reg_id(
             offset_of!(kvm_regs, regs) + offset_of!(user_pt_regs, pstate),
             u64_,
@@ -86,11 +93,21 @@ pub fn vreg_id(n: u8) -> Result<u64, RegError> {
     ))
 }
 
-fn one_reg(fd: RawFd, set: bool, id: u64, buf: &mut [u8], name: &dyn Fn() -> String) -> Result<(), RegError> {
+fn one_reg(
+    fd: RawFd,
+    set: bool,
+    id: u64,
+    buf: &mut [u8],
+    name: &dyn Fn() -> String,
+) -> Result<(), RegError> {
     // The register size is encoded in the id; the buffer must hold it.
     let size = 1usize << ((id >> uapi::KVM_REG_SIZE_SHIFT) & 0xf);
     if buf.len() < size {
-        return Err(RegError::Invalid(format!("{} (buffer of {} bytes for {size})", name(), buf.len())));
+        return Err(RegError::Invalid(format!(
+            "{} (buffer of {} bytes for {size})",
+            name(),
+            buf.len()
+        )));
     }
     let arg = uapi::kvm_one_reg {
         id,

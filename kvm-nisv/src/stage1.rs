@@ -620,7 +620,7 @@ pub fn translate_deferred<M: GuestRam + ?Sized>(
         let ok = match p.granule {
             Granule::K4 => level == 1 || level == 2 || (level == 0 && ds),
             Granule::K16 => level == 2 || (level == 1 && ds),
-            Granule::K64 => level == 2 || level == 1,
+            Granule::K64 => level == 2 || (level == 1 && lpa),
         };
         if !ok {
             return Err(Stage1Fault::translation(level));

@@ -70,7 +70,11 @@ impl Guest {
         let ram = ram.cast::<u8>();
         for &(off, word) in code {
             assert!(off as usize + 4 <= RAM_SIZE);
-            unsafe { ram.add(off as usize).cast::<u32>().write_unaligned(word.to_le()) };
+            unsafe {
+                ram.add(off as usize)
+                    .cast::<u32>()
+                    .write_unaligned(word.to_le())
+            };
         }
         let region = kvm_userspace_memory_region {
             slot: 0,
@@ -82,7 +86,8 @@ impl Guest {
         unsafe { vm.set_user_memory_region(region) }.expect("KVM_SET_USER_MEMORY_REGION");
         let mut vcpu = vm.create_vcpu(0).expect("KVM_CREATE_VCPU");
         let mut kvi = kvm_vcpu_init::default();
-        vm.get_preferred_target(&mut kvi).expect("KVM_ARM_PREFERRED_TARGET");
+        vm.get_preferred_target(&mut kvi)
+            .expect("KVM_ARM_PREFERRED_TARGET");
         vcpu.vcpu_init(&kvi).expect("KVM_ARM_VCPU_INIT");
         vcpu.set(Reg::Pc, RAM_BASE).unwrap();
         vcpu.set(Reg::Pstate, PSTATE_EL1H_DAIF).unwrap();
@@ -136,7 +141,10 @@ fn capabilities_on_system_and_vm_fds_and_enable() {
     let kvm = Kvm::new().unwrap();
     // Both 6.1 and 6.12 answer 1 for both capabilities.
     assert_eq!(cap::check_extension(&kvm, Cap::ArmNisvToUser).unwrap(), 1);
-    assert_eq!(cap::check_extension(&kvm, Cap::ArmInjectExtDabt).unwrap(), 1);
+    assert_eq!(
+        cap::check_extension(&kvm, Cap::ArmInjectExtDabt).unwrap(),
+        1
+    );
     let vm = kvm.create_vm().unwrap();
     assert_eq!(cap::check_extension(&vm, Cap::ArmNisvToUser).unwrap(), 1);
     assert_eq!(cap::check_extension(&vm, Cap::ArmInjectExtDabt).unwrap(), 1);
@@ -225,7 +233,9 @@ fn load_pair_exits_nisv_as_read() {
 fn without_the_cap_kvm_run_fails_with_enosys_and_is_explained() {
     let mut g = Guest::new(&[(0, STR_X0_X1_POST8), (4, B_SELF)], false);
     g.vcpu.set(Reg::X(1), HOLE).unwrap();
-    let err = g.run().expect_err("KVM_RUN must fail without the capability");
+    let err = g
+        .run()
+        .expect_err("KVM_RUN must fail without the capability");
     assert_eq!(err.errno(), libc::ENOSYS);
     let e = RunError::from_errno(err);
     assert!(matches!(e, RunError::NisvNotEnabled));
@@ -241,8 +251,8 @@ fn injected_external_abort_reaches_the_guest_vector() {
     let handler = 0x800 + 0x200;
     let mut g = Guest::new(
         &[
-            (0, STR_X0_X1_POST8),     // str x0, [x1], #8   -> NISV, injected
-            (4, B_SELF),              // b .               (must not run)
+            (0, STR_X0_X1_POST8),          // str x0, [x1], #8   -> NISV, injected
+            (4, B_SELF),                   // b .               (must not run)
             (handler, MRS_X6_ESR_EL1),     // mrs x6, esr_el1
             (handler + 4, MRS_X7_FAR_EL1), // mrs x7, far_el1
             (handler + 8, STP_X6_X7_X8),   // stp x6, x7, [x8]  (x8 = RAM + 0x1000)
@@ -272,7 +282,12 @@ fn injected_external_abort_reaches_the_guest_vector() {
     let far = g.ram_u64(0x1008);
     assert_eq!(data, esr.0.to_le_bytes().to_vec());
     println!("guest saw ESR_EL1 = {:#x}, FAR_EL1 = {far:#x}", esr.0);
-    assert_eq!(esr.ec(), ExceptionClass::DataAbortSameEl, "ESR_EL1 {:#x}", esr.0);
+    assert_eq!(
+        esr.ec(),
+        ExceptionClass::DataAbortSameEl,
+        "ESR_EL1 {:#x}",
+        esr.0
+    );
     let da = esr.data_abort().unwrap();
     assert_eq!(da.dfsc(), Dfsc::SyncExternal, "ESR_EL1 {:#x}", esr.0);
     assert!(!da.far_not_valid());
@@ -311,7 +326,12 @@ fn register_access_through_both_backends() {
     // System registers: after KVM_ARM_VCPU_INIT the MMU is off.
     let sctlr = raw.get(Reg::Sys(SysReg::SctlrEl1)).unwrap();
     assert_eq!(sctlr & 1, 0, "SCTLR_EL1.M after reset: {sctlr:#x}");
-    for r in [SysReg::TcrEl1, SysReg::Ttbr0El1, SysReg::Ttbr1El1, SysReg::MairEl1] {
+    for r in [
+        SysReg::TcrEl1,
+        SysReg::Ttbr0El1,
+        SysReg::Ttbr1El1,
+        SysReg::MairEl1,
+    ] {
         raw.set(Reg::Sys(r), 0x1234_5000).unwrap();
         assert_eq!(g.vcpu.get(Reg::Sys(r)).unwrap(), 0x1234_5000, "{r:?}");
     }
@@ -322,6 +342,6 @@ fn register_access_through_both_backends() {
         Ok(v) => println!("DCZID_EL0 = {v:#x}"),
         Err(e) => println!("DCZID_EL0 not readable: {e}"),
     }
-    drop(raw);
-    let _ = &g.vm;
+    // `raw` borrows the fd of `g.vcpu`, which is still alive here.
+    assert_eq!(raw.get(Reg::Pc).unwrap(), g.vcpu.get(Reg::Pc).unwrap());
 }

@@ -226,6 +226,9 @@ pub struct Engine {
     pub dumps_left: u32,
     /// Skipped-case reports still allowed.
     pub skip_reports_left: u32,
+    /// Mismatch reports still allowed (the first [`Engine::dumps_left`] of them
+    /// with the whole register state); later mismatches are only counted.
+    pub reports_left: u32,
     cases: u64,
 }
 
@@ -251,6 +254,7 @@ impl Engine {
             stats: Stats::new(),
             dumps_left: 3,
             skip_reports_left: 5,
+            reports_left: 20,
             cases: 0,
         };
         e.refill(&mut Rng::new(seed ^ 0x5eed));
@@ -420,8 +424,13 @@ impl Engine {
         if let Some(k) = self.stats.kinds.get_mut(kind as usize) {
             *k += 1;
         }
-        println!("{}: mismatch kind {}", l.name, kind.name());
-        self.report(c, t, &x, &o1, &o2, delta, mem_ok);
+        if self.reports_left > 0 {
+            self.reports_left -= 1;
+            self.report(c, t, &x, &o1, &o2, delta, mem_ok, kind);
+            if self.reports_left == 0 {
+                println!("{}: further mismatches are counted, not printed", l.name);
+            }
+        }
         Verdict::Mismatch
     }
 
@@ -443,9 +452,15 @@ impl Engine {
         o2: &Frame,
         delta: u64,
         mem_ok: bool,
+        kind: Kind,
     ) {
         let l = &self.layout;
-        print!("MISMATCH [{}] {} words", l.name, c.class.name());
+        print!(
+            "MISMATCH [{}] {} ({}) words",
+            l.name,
+            c.class.name(),
+            kind.name()
+        );
         for w in c.words.iter().take(c.nwords) {
             print!(" {:08x}", w);
         }

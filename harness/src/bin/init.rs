@@ -159,6 +159,14 @@ fn run_all(payload: &Path) -> bool {
         exes.len(),
         args.join(" ")
     ));
+    // KVM_NISV_TEST_EXES: comma-separated substrings; run only executables
+    // whose display name contains one of them.
+    let only: Vec<String> = std::env::var("KVM_NISV_TEST_EXES")
+        .unwrap_or_default()
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
     let mut all_ok = true;
     for exe in &exes {
         let name = display_from_file(
@@ -166,6 +174,10 @@ fn run_all(payload: &Path) -> bool {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
         );
+        if !only.is_empty() && !only.iter().any(|o| name.contains(o.as_str())) {
+            println!("init: skipping {name} (KVM_NISV_TEST_EXES)");
+            continue;
+        }
         say(&format!("begin {name}"));
         let t = Instant::now();
         let exit = run_one(exe, &args, timeout);
@@ -190,6 +202,10 @@ fn main() -> ExitCode {
             eprintln!("usage: kvm-nisv-init --payload DIR");
             return ExitCode::from(2);
         };
+        if std::env::var_os("KVM_NISV_HARNESS").is_none() {
+            // SAFETY: single-threaded at this point (no test started yet).
+            unsafe { std::env::set_var("KVM_NISV_HARNESS", "native") };
+        }
         return if run_all(Path::new(dir)) {
             ExitCode::SUCCESS
         } else {
@@ -215,6 +231,12 @@ fn main() -> ExitCode {
             std::env::set_var("KVM_NISV_VMM", "/bin/kvm-nisv-vmm");
         }
         std::env::set_var("KVM_NISV_GUESTS", "/guests");
+        // Under TCG every instruction is emulated: scale the decoder's
+        // seeded random differential test (10 million words on the host,
+        // tests/decode_diff.rs) down unless the caller chose a count.
+        if std::env::var_os("KVM_NISV_DECODE_COUNT").is_none() {
+            std::env::set_var("KVM_NISV_DECODE_COUNT", "100000");
+        }
         // Backtraces make failures in the console log self-explaining.
         if std::env::var_os("RUST_BACKTRACE").is_none() {
             std::env::set_var("RUST_BACKTRACE", "1");

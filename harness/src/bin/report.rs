@@ -181,7 +181,14 @@ fn report(args: &[String]) -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    println!("{}", if failed { "arm64-host: FAILED" } else { "arm64-host: all passed" });
+    println!(
+        "{}",
+        if failed {
+            "arm64-host: FAILED"
+        } else {
+            "arm64-host: all passed"
+        }
+    );
     if failed {
         ExitCode::FAILURE
     } else {
