@@ -105,10 +105,10 @@ fn bad64_text(words: &[u32], buf: &mut String) -> usize {
 fn capstone_text(cs: &capstone::Capstone, words: &[u32]) -> usize {
     let mut n = 0;
     for &w in words {
-        if let Ok(insns) = cs.disasm_count(&black_box(w).to_le_bytes(), 0, 1) {
-            if let Some(i) = insns.iter().next() {
-                n += black_box(i.mnemonic().map_or(0, str::len) + i.op_str().map_or(0, str::len));
-            }
+        if let Ok(insns) = cs.disasm_count(&black_box(w).to_le_bytes(), 0, 1)
+            && let Some(i) = insns.iter().next()
+        {
+            n += black_box(i.mnemonic().map_or(0, str::len) + i.op_str().map_or(0, str::len));
         }
     }
     n

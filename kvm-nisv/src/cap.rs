@@ -22,112 +22,10 @@
 use std::fmt;
 use std::os::fd::AsRawFd;
 
+use kvm_nisv_sys as sys;
 use thiserror::Error;
 use vmm_sys_util::errno;
 use vmm_sys_util::ioctl::{ioctl_with_ref, ioctl_with_val};
-
-/// The arm64 KVM uapi items this crate needs, values checked against
-/// `include/uapi/linux/kvm.h` and `arch/arm64/include/uapi/asm/kvm.h` of Linux
-/// 6.1 and 6.12. Temporary: to be replaced by `kvm-nisv-sys` re-exports when
-/// the generated crate lands (its ABI fixtures then check these items).
-pub(crate) mod uapi {
-    #![allow(non_camel_case_types, missing_docs)]
-
-    pub const KVMIO: u32 = 0xAE;
-    pub const KVM_EXIT_ARM_NISV: u32 = 28;
-    pub const KVM_CAP_ARM_NISV_TO_USER: u32 = 177;
-    pub const KVM_CAP_ARM_INJECT_EXT_DABT: u32 = 178;
-
-    pub const KVM_REG_ARM64: u64 = 0x6000_0000_0000_0000;
-    pub const KVM_REG_SIZE_SHIFT: u32 = 52;
-    pub const KVM_REG_SIZE_U64: u64 = 0x0030_0000_0000_0000;
-    pub const KVM_REG_SIZE_U128: u64 = 0x0040_0000_0000_0000;
-    pub const KVM_REG_ARM_COPROC_SHIFT: u32 = 16;
-    pub const KVM_REG_ARM_CORE: u64 = 0x0010 << KVM_REG_ARM_COPROC_SHIFT;
-    pub const KVM_REG_ARM64_SYSREG: u64 = 0x0013 << KVM_REG_ARM_COPROC_SHIFT;
-    pub const KVM_REG_ARM64_SYSREG_OP0_SHIFT: u32 = 14;
-    pub const KVM_REG_ARM64_SYSREG_OP1_SHIFT: u32 = 11;
-    pub const KVM_REG_ARM64_SYSREG_CRN_SHIFT: u32 = 7;
-    pub const KVM_REG_ARM64_SYSREG_CRM_SHIFT: u32 = 3;
-    pub const KVM_REG_ARM64_SYSREG_OP2_SHIFT: u32 = 0;
-
-    #[repr(C)]
-    #[derive(Clone, Copy, Debug)]
-    pub struct kvm_enable_cap {
-        pub cap: u32,
-        pub flags: u32,
-        pub args: [u64; 4],
-        pub pad: [u8; 64],
-    }
-
-    #[repr(C)]
-    #[derive(Clone, Copy, Debug, Default)]
-    pub struct kvm_one_reg {
-        pub id: u64,
-        pub addr: u64,
-    }
-
-    #[repr(C)]
-    #[derive(Clone, Copy, Debug, Default)]
-    pub struct kvm_vcpu_events_exception {
-        pub serror_pending: u8,
-        pub serror_has_esr: u8,
-        pub ext_dabt_pending: u8,
-        pub pad: [u8; 5],
-        pub serror_esr: u64,
-    }
-
-    /// arm64 `struct kvm_vcpu_events`.
-    #[repr(C)]
-    #[derive(Clone, Copy, Debug, Default)]
-    pub struct kvm_vcpu_events {
-        pub exception: kvm_vcpu_events_exception,
-        pub reserved: [u32; 12],
-    }
-
-    #[repr(C)]
-    #[derive(Clone, Copy, Debug, Default)]
-    pub struct user_pt_regs {
-        pub regs: [u64; 31],
-        pub sp: u64,
-        pub pc: u64,
-        pub pstate: u64,
-    }
-
-    #[repr(C, align(16))]
-    #[derive(Clone, Copy, Debug, Default)]
-    pub struct user_fpsimd_state {
-        pub vregs: [u128; 32],
-        pub fpsr: u32,
-        pub fpcr: u32,
-        pub __reserved: [u32; 2],
-    }
-
-    /// arm64 `struct kvm_regs`.
-    #[repr(C)]
-    #[derive(Clone, Copy, Debug, Default)]
-    pub struct kvm_regs {
-        pub regs: user_pt_regs,
-        pub sp_el1: u64,
-        pub elr_el1: u64,
-        pub spsr: [u64; 5],
-        pub fp_regs: user_fpsimd_state,
-    }
-
-    const _: () = {
-        assert!(core::mem::size_of::<kvm_enable_cap>() == 104);
-        assert!(core::mem::size_of::<kvm_vcpu_events>() == 64);
-        assert!(core::mem::size_of::<kvm_one_reg>() == 16);
-        assert!(core::mem::offset_of!(kvm_regs, fp_regs) == 336);
-        assert!(core::mem::size_of::<kvm_regs>() == 864);
-    };
-
-    vmm_sys_util::ioctl_io_nr!(KVM_CHECK_EXTENSION, KVMIO, 0x03);
-    vmm_sys_util::ioctl_iow_nr!(KVM_ENABLE_CAP, KVMIO, 0xa3, kvm_enable_cap);
-    vmm_sys_util::ioctl_iow_nr!(KVM_SET_VCPU_EVENTS, KVMIO, 0xa0, kvm_vcpu_events);
-    vmm_sys_util::ioctl_iow_nr!(KVM_GET_ONE_REG, KVMIO, 0xab, kvm_one_reg);
-    vmm_sys_util::ioctl_iow_nr!(KVM_SET_ONE_REG, KVMIO, 0xac, kvm_one_reg);
-}
 
 /// The capabilities this crate deals with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -135,10 +33,10 @@ pub(crate) mod uapi {
 pub enum Cap {
     /// `KVM_CAP_ARM_NISV_TO_USER`: report data aborts without a valid
     /// syndrome as `KVM_EXIT_ARM_NISV` (must be enabled per VM).
-    ArmNisvToUser = uapi::KVM_CAP_ARM_NISV_TO_USER,
+    ArmNisvToUser = sys::KVM_CAP_ARM_NISV_TO_USER,
     /// `KVM_CAP_ARM_INJECT_EXT_DABT`: inject external data aborts with
     /// `KVM_SET_VCPU_EVENTS`.
-    ArmInjectExtDabt = uapi::KVM_CAP_ARM_INJECT_EXT_DABT,
+    ArmInjectExtDabt = sys::KVM_CAP_ARM_INJECT_EXT_DABT,
 }
 
 impl Cap {
@@ -216,7 +114,7 @@ pub fn check_extension<F: AsRawFd + ?Sized>(fd: &F, cap: Cap) -> Result<i32, Cap
     let ret = unsafe {
         ioctl_with_val(
             &fd.as_raw_fd(),
-            uapi::KVM_CHECK_EXTENSION(),
+            sys::KVM_CHECK_EXTENSION(),
             libc::c_ulong::from(cap.number()),
         )
     };
@@ -266,15 +164,13 @@ impl Support {
 pub fn enable_nisv_to_user<F: AsRawFd + ?Sized>(vm: &F) -> Result<(), CapError> {
     let cap = Cap::ArmNisvToUser;
     require(vm, cap)?;
-    let arg = uapi::kvm_enable_cap {
+    let arg = sys::kvm_enable_cap {
         cap: cap.number(),
-        flags: 0,
-        args: [0; 4],
-        pad: [0; 64],
+        ..Default::default()
     };
     // SAFETY: the kernel reads exactly size_of::<kvm_enable_cap>() bytes from
     // `arg`, which lives for the duration of the call.
-    let ret = unsafe { ioctl_with_ref(&vm.as_raw_fd(), uapi::KVM_ENABLE_CAP(), &arg) };
+    let ret = unsafe { ioctl_with_ref(&vm.as_raw_fd(), sys::KVM_ENABLE_CAP(), &arg) };
     if ret < 0 {
         return Err(CapError::Ioctl {
             op: "KVM_ENABLE_CAP",
@@ -303,11 +199,11 @@ mod tests {
     fn ioctl_numbers_match_the_kernel_headers() {
         // _IO(0xAE, 0x03), _IOW(0xAE, 0xa3, 104 bytes), _IOW(0xAE, 0xa0, 64),
         // _IOW(0xAE, 0xab/0xac, 16) as computed by the kernel's asm-generic/ioctl.h.
-        assert_eq!(uapi::KVM_CHECK_EXTENSION(), 0xae03);
-        assert_eq!(uapi::KVM_ENABLE_CAP(), 0x4068_aea3);
-        assert_eq!(uapi::KVM_SET_VCPU_EVENTS(), 0x4040_aea0);
-        assert_eq!(uapi::KVM_GET_ONE_REG(), 0x4010_aeab);
-        assert_eq!(uapi::KVM_SET_ONE_REG(), 0x4010_aeac);
+        assert_eq!(sys::KVM_CHECK_EXTENSION(), 0xae03);
+        assert_eq!(sys::KVM_ENABLE_CAP(), 0x4068_aea3);
+        assert_eq!(sys::KVM_SET_VCPU_EVENTS(), 0x4040_aea0);
+        assert_eq!(sys::KVM_GET_ONE_REG(), 0x4010_aeab);
+        assert_eq!(sys::KVM_SET_ONE_REG(), 0x4010_aeac);
     }
 
     #[test]

@@ -49,9 +49,9 @@ use crate::stage1::{
 /// SCTLR_EL1.nAA (FEAT_LSE2): no alignment fault for unaligned
 /// load-acquire/store-release within 16 bytes.
 const SCTLR_NAA: u64 = 1 << 6;
-/// PSTATE.nRW (M[4]): the guest is in AArch32.
+/// PSTATE.nRW (M\[4\]): the guest is in AArch32.
 const PSTATE_NRW: u64 = 1 << 4;
-/// PSTATE.M[0] in AArch64: SP_ELx selected (SPSel).
+/// PSTATE.M\[0\] in AArch64: SP_ELx selected (SPSel).
 const PSTATE_SP: u64 = 1 << 0;
 /// PSTATE.PAN.
 const PSTATE_PAN: u64 = 1 << 22;
@@ -445,8 +445,9 @@ impl Emulator {
         }
 
         // The EL whose permissions apply: LDTR/STTR at EL1 are checked as EL0
-        // unless PSTATE.UAO is set (pseudocode `AArch64.CheckUnprivileged...`,
-        // `AccDesc.el`). Endianness follows PSTATE.EL (`BigEndian()`).
+        // unless PSTATE.UAO is set (Arm ARM C6.2 LDTR: the access is
+        // unprivileged when PSTATE.EL is EL1 and PSTATE.UAO is 0). Endianness
+        // follows PSTATE.EL (pseudocode `BigEndian()`).
         let acc_el = if insn.unprivileged && el == El::El1 && pstate & PSTATE_UAO == 0 {
             El::El0
         } else {

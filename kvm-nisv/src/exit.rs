@@ -28,16 +28,16 @@ use std::fmt;
 use thiserror::Error;
 use vmm_sys_util::errno;
 
-use crate::cap::uapi;
 use crate::esr::NisvIss;
 
 /// `KVM_EXIT_ARM_NISV`.
-pub const KVM_EXIT_ARM_NISV: u32 = uapi::KVM_EXIT_ARM_NISV;
+pub const KVM_EXIT_ARM_NISV: u32 = kvm_nisv_sys::KVM_EXIT_ARM_NISV;
 
 /// Read access to the parts of a `struct kvm_run` this module needs.
 ///
-/// Implemented for kvm-bindings' `kvm_run` (feature `kvm-ioctls`). Any other
-/// binding of the kernel's `struct kvm_run` can implement it.
+/// Implemented for `kvm_nisv_sys::kvm_run` and for kvm-bindings' `kvm_run`
+/// (feature `kvm-ioctls`). Any other binding of the kernel's `struct kvm_run`
+/// can implement it.
 pub trait KvmRunView {
     /// `kvm_run.exit_reason`.
     fn exit_reason(&self) -> u32;
@@ -45,6 +45,20 @@ pub trait KvmRunView {
     /// reason (the union member is plain integers, so any content is a valid
     /// value; it is only meaningful when `exit_reason` is 28).
     fn arm_nisv_raw(&self) -> (u64, u64);
+}
+
+impl KvmRunView for kvm_nisv_sys::kvm_run {
+    fn exit_reason(&self) -> u32 {
+        self.exit_reason
+    }
+
+    fn arm_nisv_raw(&self) -> (u64, u64) {
+        // SAFETY: `arm_nisv` is a member of the exit union made of two u64s;
+        // every bit pattern is a valid value, so reading it cannot be UB even
+        // when another member was written last.
+        let n = unsafe { self.__bindgen_anon_1.arm_nisv };
+        (n.esr_iss, n.fault_ipa)
+    }
 }
 
 #[cfg(feature = "kvm-ioctls")]
@@ -206,6 +220,22 @@ mod tests {
         let field = std::ptr::addr_of!(run.__bindgen_anon_1.arm_nisv) as usize;
         assert_eq!(field - base, 32);
         run.exit_reason = 6; // KVM_EXIT_MMIO
+        assert_eq!(NisvExit::from_kvm_run(&run), None);
+    }
+
+    #[test]
+    fn parses_a_hand_built_sys_kvm_run() {
+        let mut run = kvm_nisv_sys::kvm_run {
+            exit_reason: kvm_nisv_sys::KVM_EXIT_ARM_NISV,
+            ..Default::default()
+        };
+        run.__bindgen_anon_1.arm_nisv.esr_iss = 0x145;
+        run.__bindgen_anon_1.arm_nisv.fault_ipa = 0x0900_0ff8;
+        let e = NisvExit::from_kvm_run(&run).unwrap();
+        assert!(e.is_write());
+        assert!(e.iss.is_cache_maintenance());
+        assert_eq!(e.fault_ipa, 0x0900_0ff8);
+        run.exit_reason = kvm_nisv_sys::KVM_EXIT_MMIO;
         assert_eq!(NisvExit::from_kvm_run(&run), None);
     }
 

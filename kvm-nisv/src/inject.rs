@@ -25,7 +25,8 @@ use thiserror::Error;
 use vmm_sys_util::errno;
 use vmm_sys_util::ioctl::ioctl_with_ref;
 
-use crate::cap::{self, Cap, CapError, uapi};
+use crate::cap::{self, Cap, CapError};
+use kvm_nisv_sys as sys;
 
 /// Errors from abort injection.
 #[derive(Debug, Error)]
@@ -58,12 +59,11 @@ impl ExtDabtInjector {
     /// Make an external data abort pending on `vcpu` (a vCPU fd, e.g. a
     /// kvm-ioctls `VcpuFd`). The guest takes it on the next `KVM_RUN`.
     pub fn inject<V: AsRawFd + ?Sized>(&self, vcpu: &V) -> Result<(), InjectError> {
-        let mut events = uapi::kvm_vcpu_events::default();
+        let mut events = sys::kvm_vcpu_events::default();
         events.exception.ext_dabt_pending = 1;
         // SAFETY: the kernel reads exactly size_of::<kvm_vcpu_events>() (64)
         // bytes from `events`, which outlives the call.
-        let ret =
-            unsafe { ioctl_with_ref(&vcpu.as_raw_fd(), uapi::KVM_SET_VCPU_EVENTS(), &events) };
+        let ret = unsafe { ioctl_with_ref(&vcpu.as_raw_fd(), sys::KVM_SET_VCPU_EVENTS(), &events) };
         if ret < 0 {
             return Err(InjectError::SetVcpuEvents(errno::Error::last()));
         }
@@ -87,7 +87,7 @@ mod tests {
 
     #[test]
     fn event_layout_puts_ext_dabt_pending_at_byte_2() {
-        let mut ev = uapi::kvm_vcpu_events::default();
+        let mut ev = sys::kvm_vcpu_events::default();
         ev.exception.ext_dabt_pending = 1;
         // SAFETY: kvm_vcpu_events is plain repr(C) data without padding
         // bytes (the explicit pad fields cover the holes), 64 bytes long.

@@ -14,7 +14,9 @@
 //!   `fp_regs.vregs` (128 bits, `KVM_REG_SIZE_U128`);
 //! * system registers: `KVM_REG_ARM64 | KVM_REG_SIZE_U64 |
 //!   KVM_REG_ARM64_SYSREG | op0 << 14 | op1 << 11 | CRn << 7 | CRm << 3 | op2`
-//!   (the `ARM64_SYS_REG()` macro), from [`SysReg::encoding`].
+//!   (the `ARM64_SYS_REG()` macro), from [`SysReg::encoding`]; except ELR_EL1
+//!   and SPSR_EL1, which KVM only exposes as core registers (`elr_el1`,
+//!   `spsr[KVM_SPSR_EL1]`), so [`reg_id`] maps them there.
 //!
 //! Values are transferred in host byte order (the kernel copies the register
 //! bytes); a V register's lane 0 is in the low bits of the `u128`.
@@ -26,60 +28,48 @@ use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use vmm_sys_util::errno;
 use vmm_sys_util::ioctl::ioctl_with_ref;
 
-use crate::cap::uapi::{self, kvm_regs, user_pt_regs};
 use crate::regs::{Reg, RegError, SysReg, VcpuRegs};
+use kvm_nisv_sys::{self as sys, kvm_regs, user_fpsimd_state, user_pt_regs};
 
-/// Id of the core register at byte `offset` of `struct kvm_regs` with size
-/// bits `size` (`KVM_REG_SIZE_U32`/`U64`/`U128` values).
-pub const fn core_reg_id(offset: usize, size: u64) -> u64 {
-    uapi::KVM_REG_ARM64 | uapi::KVM_REG_ARM_CORE | size | (offset as u64 / 4)
-}
-
-/// Id of a system register from its `(op0, op1, CRn, CRm, op2)` encoding.
-pub const fn sys_reg_id(op0: u8, op1: u8, crn: u8, crm: u8, op2: u8) -> u64 {
-    uapi::KVM_REG_ARM64
-        | uapi::KVM_REG_SIZE_U64
-        | uapi::KVM_REG_ARM64_SYSREG
-        | (((op0 & 3) as u64) << uapi::KVM_REG_ARM64_SYSREG_OP0_SHIFT)
-        | (((op1 & 7) as u64) << uapi::KVM_REG_ARM64_SYSREG_OP1_SHIFT)
-        | (((crn & 0xf) as u64) << uapi::KVM_REG_ARM64_SYSREG_CRN_SHIFT)
-        | (((crm & 0xf) as u64) << uapi::KVM_REG_ARM64_SYSREG_CRM_SHIFT)
-        | (((op2 & 7) as u64) << uapi::KVM_REG_ARM64_SYSREG_OP2_SHIFT)
-}
-
-/// Id of a [`SysReg`].
-pub const fn sysreg_id(r: SysReg) -> u64 {
+/// Id of a [`SysReg`] (`ARM64_SYS_REG(op0, op1, CRn, CRm, op2)`).
+pub fn sysreg_id(r: SysReg) -> Result<u64, RegError> {
     let (op0, op1, crn, crm, op2) = r.encoding();
-    sys_reg_id(op0, op1, crn, crm, op2)
+    sys::kvm_sysreg_id(op0, op1, crn, crm, op2)
+        .ok_or_else(|| RegError::Invalid(format!("{r:?} (encoding {op0},{op1},{crn},{crm},{op2})")))
 }
 
-const X0_OFFSET: usize = offset_of!(kvm_regs, regs) + offset_of!(user_pt_regs, regs);
-const VREGS_OFFSET: usize =
-    offset_of!(kvm_regs, fp_regs) + offset_of!(uapi::user_fpsimd_state, vregs);
+/// The core register id of the `size`-byte field at byte `offset` of
+/// `struct kvm_regs` (the -sys crate validates it like the kernel does).
+fn core(offset: usize, size: usize, reg: &dyn std::fmt::Debug) -> Result<u64, RegError> {
+    sys::kvm_core_reg_id(offset, size).ok_or_else(|| RegError::Invalid(format!("{reg:?}")))
+}
+
+const REGS: usize = offset_of!(kvm_regs, regs);
+const X0_OFFSET: usize = REGS + offset_of!(user_pt_regs, regs);
+const VREGS_OFFSET: usize = offset_of!(kvm_regs, fp_regs) + offset_of!(user_fpsimd_state, vregs);
 
 /// The `KVM_GET_ONE_REG` id of a 64-bit register.
 ///
 /// Fails with [`RegError::Invalid`] for `X(n)` with n > 30.
 pub fn reg_id(reg: Reg) -> Result<u64, RegError> {
-    let u64_ = uapi::KVM_REG_SIZE_U64;
-    Ok(match reg {
-        Reg::X(n) if n <= 30 => core_reg_id(X0_OFFSET + 8 * usize::from(n), u64_),
-        Reg::X(_) => return Err(RegError::Invalid(format!("{reg:?}"))),
-        Reg::SpEl0 => core_reg_id(
-            offset_of!(kvm_regs, regs) + offset_of!(user_pt_regs, sp),
-            u64_,
+    match reg {
+        Reg::X(n) if n <= 30 => core(X0_OFFSET + 8 * usize::from(n), 8, &reg),
+        Reg::X(_) => Err(RegError::Invalid(format!("{reg:?}"))),
+        Reg::SpEl0 => core(REGS + offset_of!(user_pt_regs, sp), 8, &reg),
+        Reg::Pc => core(REGS + offset_of!(user_pt_regs, pc), 8, &reg),
+        Reg::Pstate => core(REGS + offset_of!(user_pt_regs, pstate), 8, &reg),
+        Reg::SpEl1 => core(offset_of!(kvm_regs, sp_el1), 8, &reg),
+        // KVM exposes ELR_EL1 and SPSR_EL1 only as core registers
+        // (`kvm_regs.elr_el1`, `kvm_regs.spsr[KVM_SPSR_EL1]`); their
+        // ARM64_SYS_REG ids fail with ENOENT (seen on 6.1 and 6.12).
+        Reg::Sys(SysReg::ElrEl1) => core(offset_of!(kvm_regs, elr_el1), 8, &reg),
+        Reg::Sys(SysReg::SpsrEl1) => core(
+            offset_of!(kvm_regs, spsr) + 8 * sys::KVM_SPSR_EL1 as usize,
+            8,
+            &reg,
         ),
-        Reg::Pc => core_reg_id(
-            offset_of!(kvm_regs, regs) + offset_of!(user_pt_regs, pc),
-            u64_,
-        ),
-        Reg::Pstate => core_reg_id(
-            offset_of!(kvm_regs, regs) + offset_of!(user_pt_regs, pstate),
-            u64_,
-        ),
-        Reg::SpEl1 => core_reg_id(offset_of!(kvm_regs, sp_el1), u64_),
         Reg::Sys(s) => sysreg_id(s),
-    })
+    }
 }
 
 /// The `KVM_GET_ONE_REG` id of SIMD&FP register Vn (n in 0..=31).
@@ -87,10 +77,11 @@ pub fn vreg_id(n: u8) -> Result<u64, RegError> {
     if n > 31 {
         return Err(RegError::Invalid(format!("V{n}")));
     }
-    Ok(core_reg_id(
+    core(
         VREGS_OFFSET + 16 * usize::from(n),
-        uapi::KVM_REG_SIZE_U128,
-    ))
+        16,
+        &format_args!("V{n}"),
+    )
 }
 
 fn one_reg(
@@ -101,7 +92,7 @@ fn one_reg(
     name: &dyn Fn() -> String,
 ) -> Result<(), RegError> {
     // The register size is encoded in the id; the buffer must hold it.
-    let size = 1usize << ((id >> uapi::KVM_REG_SIZE_SHIFT) & 0xf);
+    let size = sys::kvm_reg_size_bytes(id);
     if buf.len() < size {
         return Err(RegError::Invalid(format!(
             "{} (buffer of {} bytes for {size})",
@@ -109,14 +100,14 @@ fn one_reg(
             buf.len()
         )));
     }
-    let arg = uapi::kvm_one_reg {
+    let arg = sys::kvm_one_reg {
         id,
         addr: buf.as_mut_ptr() as u64,
     };
     let (req, op) = if set {
-        (uapi::KVM_SET_ONE_REG(), "KVM_SET_ONE_REG")
+        (sys::KVM_SET_ONE_REG(), "KVM_SET_ONE_REG")
     } else {
-        (uapi::KVM_GET_ONE_REG(), "KVM_GET_ONE_REG")
+        (sys::KVM_GET_ONE_REG(), "KVM_GET_ONE_REG")
     };
     // SAFETY: the kernel reads the 16-byte `kvm_one_reg` and then reads or
     // writes exactly `size` bytes (encoded in `id`) at `addr`, which points
@@ -224,6 +215,16 @@ mod tests {
         assert_eq!(reg_id(Reg::SpEl1).unwrap(), 0x6030_0000_0010_0044);
         assert_eq!(vreg_id(0).unwrap(), 0x6040_0000_0010_0054);
         assert_eq!(vreg_id(31).unwrap(), 0x6040_0000_0010_00d0);
+        //   0x6030 0000 0010 0046 ELR_EL1     64  elr_el1
+        //   0x6030 0000 0010 0048 SPSR_EL1    64  spsr[KVM_SPSR_EL1]
+        assert_eq!(
+            reg_id(Reg::Sys(SysReg::ElrEl1)).unwrap(),
+            0x6030_0000_0010_0046
+        );
+        assert_eq!(
+            reg_id(Reg::Sys(SysReg::SpsrEl1)).unwrap(),
+            0x6030_0000_0010_0048
+        );
         assert!(matches!(reg_id(Reg::X(31)), Err(RegError::Invalid(_))));
         assert!(matches!(vreg_id(32), Err(RegError::Invalid(_))));
     }
@@ -246,18 +247,21 @@ mod tests {
         // ARM64_SYS_REG(3, 0, 1, 0, 0) = SCTLR_EL1 = 0x6030_0000_0013_c080,
         // as in QEMU/kvmtool; MPIDR_EL1 (3,0,0,0,5) = 0x6030_0000_0013_c005
         // (kvm-ioctls' MPIDR test value).
-        assert_eq!(sysreg_id(SysReg::SctlrEl1), 0x6030_0000_0013_c080);
-        assert_eq!(sys_reg_id(3, 0, 0, 0, 5), 0x6030_0000_0013_c005);
+        assert_eq!(sysreg_id(SysReg::SctlrEl1).unwrap(), 0x6030_0000_0013_c080);
+        assert_eq!(
+            sys::kvm_sysreg_id(3, 0, 0, 0, 5),
+            Some(0x6030_0000_0013_c005)
+        );
         // TCR_EL1 (3,0,2,0,2), TTBR0_EL1 (3,0,2,0,0), VBAR_EL1 (3,0,12,0,0),
         // ESR_EL1 (3,0,5,2,0), FAR_EL1 (3,0,6,0,0), DCZID_EL0 (3,3,0,0,7).
-        assert_eq!(sysreg_id(SysReg::TcrEl1), 0x6030_0000_0013_c102);
-        assert_eq!(sysreg_id(SysReg::Ttbr0El1), 0x6030_0000_0013_c100);
-        assert_eq!(sysreg_id(SysReg::VbarEl1), 0x6030_0000_0013_c600);
-        assert_eq!(sysreg_id(SysReg::EsrEl1), 0x6030_0000_0013_c290);
-        assert_eq!(sysreg_id(SysReg::FarEl1), 0x6030_0000_0013_c300);
-        assert_eq!(sysreg_id(SysReg::DczidEl0), 0x6030_0000_0013_d807);
+        assert_eq!(sysreg_id(SysReg::TcrEl1).unwrap(), 0x6030_0000_0013_c102);
+        assert_eq!(sysreg_id(SysReg::Ttbr0El1).unwrap(), 0x6030_0000_0013_c100);
+        assert_eq!(sysreg_id(SysReg::VbarEl1).unwrap(), 0x6030_0000_0013_c600);
+        assert_eq!(sysreg_id(SysReg::EsrEl1).unwrap(), 0x6030_0000_0013_c290);
+        assert_eq!(sysreg_id(SysReg::FarEl1).unwrap(), 0x6030_0000_0013_c300);
+        assert_eq!(sysreg_id(SysReg::DczidEl0).unwrap(), 0x6030_0000_0013_d807);
         // Distinct ids for every SysReg.
-        let mut ids: Vec<u64> = SysReg::ALL.iter().map(|&r| sysreg_id(r)).collect();
+        let mut ids: Vec<u64> = SysReg::ALL.iter().map(|&r| sysreg_id(r).unwrap()).collect();
         ids.sort_unstable();
         ids.dedup();
         assert_eq!(ids.len(), SysReg::ALL.len());

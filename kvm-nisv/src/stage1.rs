@@ -90,9 +90,9 @@ pub enum MemType {
     /// MMU-off instruction fetches use 0b0100, Non-cacheable, or 0b1010,
     /// Write-Through, per SCTLR_EL1.I).
     Normal {
-        /// Inner attribute nibble (MAIR `Attr<n>[3:0]`).
+        /// Inner attribute nibble (MAIR `Attr<n>\[3:0\]`).
         inner: u8,
-        /// Outer attribute nibble (MAIR `Attr<n>[7:4]`).
+        /// Outer attribute nibble (MAIR `Attr<n>\[7:4\]`).
         outer: u8,
     },
 }
@@ -181,7 +181,7 @@ impl Stage1Fault {
 }
 
 /// A descriptor update the hardware would make (FEAT_HAFDBS: set AF when
-/// TCR_EL1.HA = 1; clear AP[2] for a write to a dirty-bit-managed page when
+/// TCR_EL1.HA = 1; clear AP\[2\] for a write to a dirty-bit-managed page when
 /// TCR_EL1.HD = 1). The walker is pure; the emulator applies the update when it
 /// performs the access.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -258,7 +258,7 @@ pub struct Stage1Regs {
     pub pan: bool,
 }
 
-/// Decode ID_AA64MMFR0_EL1.PARange (bits [3:0]) to a number of bits. Reserved
+/// Decode ID_AA64MMFR0_EL1.PARange (bits \[3:0\]) to a number of bits. Reserved
 /// values are treated as 48 bits.
 pub fn parange_bits(mmfr0: u64) -> u8 {
     match mmfr0 & 0xf {
@@ -705,8 +705,8 @@ pub fn translate_deferred<M: GuestRam + ?Sized>(
 
 /// The output (or next-table) address held in a descriptor, before masking to
 /// the block/page size. Arm ARM D8.3: 4K/16K hold OA[47:g] in place, with
-/// FEAT_LPA2 (DS = 1) OA[49:48] in bits [49:48] and OA[51:50] in bits [9:8];
-/// 64K with FEAT_LPA holds OA[51:48] in bits [15:12] (kernel:
+/// FEAT_LPA2 (DS = 1) OA\[49:48\] in bits \[49:48\] and OA\[51:50\] in bits \[9:8\];
+/// 64K with FEAT_LPA holds OA\[51:48\] in bits \[15:12\] (kernel:
 /// arch/arm64/include/asm/pgtable.h `__pte_to_phys`).
 fn output_address(desc: u64, g: u32, ds: bool, lpa: bool) -> u64 {
     if ds {

@@ -625,19 +625,25 @@ fn ordered_access_alignment_and_naa() {
     // bytes (Normal memory needed: map the device page as Normal).
     let (ram, mut r, mut bus) = mmu_env(0xc8df_fc22);
     r.rf.x[1] = 0x10_1004;
-    let out = Emulator::new().emulate(&mut r, &ram, &mut bus, None).unwrap();
+    let out = Emulator::new()
+        .emulate(&mut r, &ram, &mut bus, None)
+        .unwrap();
     assert!(
         matches!(out, Outcome::GuestFault(f) if f.fault.kind == FaultKind::Alignment && f.va == 0x10_1004),
         "{out:?}"
     );
     let sctlr = r.rf.sys(SysReg::SctlrEl1);
     r.rf.set_sys(SysReg::SctlrEl1, sctlr | (1 << 6));
-    let out = Emulator::new().emulate(&mut r, &ram, &mut bus, None).unwrap();
+    let out = Emulator::new()
+        .emulate(&mut r, &ram, &mut bus, None)
+        .unwrap();
     assert!(matches!(out, Outcome::Emulated { .. }), "{out:?}");
     assert_eq!(r.rf.x[2], u64::from_le_bytes([4, 5, 6, 7, 8, 9, 10, 11]));
     // Crossing a 16-byte boundary still faults.
     r.rf.pc = CODE;
     r.rf.x[1] = 0x10_100c;
-    let out = Emulator::new().emulate(&mut r, &ram, &mut bus, None).unwrap();
+    let out = Emulator::new()
+        .emulate(&mut r, &ram, &mut bus, None)
+        .unwrap();
     assert!(matches!(out, Outcome::GuestFault(_)), "{out:?}");
 }

@@ -52,6 +52,10 @@ enum Mode {
     Unpriv(i64),
     Pre(i64),
     Post(i64),
+    /// LDR (literal): PC + imm19 * 4.
+    Literal(i64),
+    /// LDAR/STLR: [Xn|SP], aligned to the access size.
+    Ordered,
     /// Register offset: Xm, option, S.
     Reg {
         m: u8,
@@ -188,6 +192,29 @@ fn encode(spec: &Spec) -> u32 {
                 (log2(bytes), opc)
             };
             let v = u32::from(fp);
+            if let Mode::Literal(imm) = mode {
+                let opc = match (fp, bytes, signed) {
+                    (_, 4, None) => 0u32,
+                    (_, 8, _) => 1,
+                    _ => 2, // LDRSW, or LDR Q
+                };
+                return (opc << 30)
+                    | (0b011 << 27)
+                    | (v << 26)
+                    | (((imm as u32) & 0x7ffff) << 5)
+                    | r(t);
+            }
+            if mode == Mode::Ordered {
+                return (log2(bytes) << 30)
+                    | (0b001000 << 24)
+                    | (1 << 23)
+                    | (u32::from(load) << 22)
+                    | (0b11111 << 16)
+                    | (1 << 15)
+                    | (0b11111 << 10)
+                    | (r(n) << 5)
+                    | r(t);
+            }
             let head = (size << 30) | (0b111 << 27) | (v << 26) | (opc << 22) | (r(n) << 5) | r(t);
             match mode {
                 Mode::Offset(imm) => head | (1 << 24) | (((imm as u32) & 0xfff) << 10),
@@ -195,6 +222,7 @@ fn encode(spec: &Spec) -> u32 {
                 Mode::Post(imm) => head | (((imm as u32) & 0x1ff) << 12) | (1 << 10),
                 Mode::Unpriv(imm) => head | (((imm as u32) & 0x1ff) << 12) | (2 << 10),
                 Mode::Pre(imm) => head | (((imm as u32) & 0x1ff) << 12) | (3 << 10),
+                Mode::Literal(_) | Mode::Ordered => unreachable!(),
                 Mode::Reg { m, option, s } => {
                     head | (1 << 21)
                         | (r(m) << 16)
@@ -723,6 +751,8 @@ fn addr_mode(m: &Ref<'_>, n: u8, mode: Mode, scale: u64, pair: bool) -> (u64, Op
             let a = base.wrapping_add((i as u64).wrapping_mul(wscale));
             (a, Some(a))
         }
+        Mode::Literal(i) => (m.r.pc.wrapping_add((i as u64).wrapping_mul(4)), None),
+        Mode::Ordered => (base, None),
         Mode::Post(i) => (
             base,
             Some(base.wrapping_add((i as u64).wrapping_mul(wscale))),
@@ -788,6 +818,13 @@ fn run_ref(m: &mut Ref<'_>, spec: &Spec, mon: &mut Option<(u64, u64)>) -> RefRes
         } => {
             let nb = u64::from(bytes);
             let (a, wb) = addr_mode(m, n, mode, nb, false);
+            if mode == Mode::Ordered && !a.is_multiple_of(nb) {
+                return Err(RefOutcome::Fault {
+                    va: a,
+                    kind: FaultKind::Alignment,
+                    write: !load,
+                });
+            }
             m.check(a, nb, !load, true)?;
             if load {
                 let v = m.rd(a, nb);
@@ -1293,6 +1330,22 @@ fn gen_spec(rng: &mut Rng, env: &mut Env, class: u8) -> Spec {
                 set_base(env, n, a);
             }
             let t = if fp { rs[1] } else { data_reg(rng, rs[1]) };
+            let (mut load, mut signed, mut bytes) = (load, signed, bytes);
+            if rng.chance(1, 8) {
+                // LDR (literal): W/X/LDRSW or S/D/Q, first page only (imm19).
+                load = true;
+                (bytes, signed) = if fp {
+                    (rng.pick(&[4, 8, 16]), None)
+                } else {
+                    rng.pick(&[(4, None), (8, None), (4, Some(true))])
+                };
+                let a = WIN + 4 * rng.below(0x3fc);
+                mode = Mode::Literal(((a - CODE) / 4) as i64);
+            } else if !fp && signed.is_none() && rng.chance(1, 8) {
+                // LDAR/STLR.
+                mode = Mode::Ordered;
+                set_base(env, n, a);
+            }
             Spec::Single {
                 bytes,
                 load,

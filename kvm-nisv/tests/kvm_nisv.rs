@@ -335,6 +335,11 @@ fn register_access_through_both_backends() {
         raw.set(Reg::Sys(r), 0x1234_5000).unwrap();
         assert_eq!(g.vcpu.get(Reg::Sys(r)).unwrap(), 0x1234_5000, "{r:?}");
     }
+    // ELR_EL1 / SPSR_EL1 are core registers in KVM's ONE_REG space.
+    raw.set(Reg::Sys(SysReg::ElrEl1), 0x8000_0abc).unwrap();
+    raw.set(Reg::Sys(SysReg::SpsrEl1), 0x3c5).unwrap();
+    assert_eq!(g.vcpu.get(Reg::Sys(SysReg::ElrEl1)).unwrap(), 0x8000_0abc);
+    assert_eq!(g.vcpu.get(Reg::Sys(SysReg::SpsrEl1)).unwrap(), 0x3c5);
     let mmfr0 = raw.get(Reg::Sys(SysReg::IdAa64mmfr0El1)).unwrap();
     println!("ID_AA64MMFR0_EL1 = {mmfr0:#x}");
     // DCZID_EL0 is not in every kernel's ONE_REG list; record the outcome.

@@ -1,0 +1,212 @@
+// Copyright 2026 The kvm-nisv Authors.
+// SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+
+//! `bench`: what a NISV exit plus kvm-nisv's emulation costs compared with an
+//! ordinary MMIO exit, measured in one run with the virtual counter
+//! (CNTVCT_EL0, behind an ISB).
+//!
+//! N iterations each (N = `iters=` on the command line, default 256), MMU off,
+//! against the test device's data window (docs/guest-interface.md):
+//!
+//! * `ram-str`: `str x, [x]` to RAM (no exit);
+//! * `mmio-str`: `str x, [x]` to the device: ISV = 1, `KVM_EXIT_MMIO`;
+//! * `mmio-ldr`: `ldr x, [x]` from the device: ISV = 1, `KVM_EXIT_MMIO`;
+//! * `nisv-str-post`: `str x, [x], #8` to the device: writeback, ISV = 0,
+//!   `KVM_EXIT_ARM_NISV` and kvm-nisv emulation;
+//! * `nisv-ldp`: `ldp x, x, [x]` from the device (NISV);
+//! * `nisv-ld1`: `ld1 {v0.16b-v3.16b}, [x]` from the device (NISV).
+//!
+//! Each line reports the counter ticks, and the test device's NISV and access
+//! counter deltas: the guest checks that the ISV = 1 forms took no NISV exit
+//! and that each NISV form took exactly one per iteration, so a ratio is never
+//! computed from the wrong path. It then prints ratios (`scripts/bench guest`
+//! parses them) and exits 0, or 1 if a check failed.
+
+#![no_std]
+#![no_main]
+
+use guest_rt::{Global, dtb, println, sysreg, testdev};
+
+/// Iterations when the command line does not say.
+const DEFAULT_ITERS: u64 = 256;
+
+/// RAM target of `ram-str`.
+static RAM: Global<[u64; 4]> = Global::new([0; 4]);
+
+/// One kind of access.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    RamStr,
+    MmioStr,
+    MmioLdr,
+    NisvStrPost,
+    NisvLdp,
+    NisvLd1,
+}
+
+impl Kind {
+    const ALL: [Kind; 6] = [
+        Kind::RamStr,
+        Kind::MmioStr,
+        Kind::MmioLdr,
+        Kind::NisvStrPost,
+        Kind::NisvLdp,
+        Kind::NisvLd1,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::RamStr => "ram-str",
+            Kind::MmioStr => "mmio-str",
+            Kind::MmioLdr => "mmio-ldr",
+            Kind::NisvStrPost => "nisv-str-post",
+            Kind::NisvLdp => "nisv-ldp",
+            Kind::NisvLd1 => "nisv-ld1",
+        }
+    }
+
+    /// Whether each execution must be one KVM_EXIT_ARM_NISV.
+    fn nisv(self) -> bool {
+        matches!(self, Kind::NisvStrPost | Kind::NisvLdp | Kind::NisvLd1)
+    }
+
+    /// Execute the access once.
+    #[inline(always)]
+    fn once(self) {
+        let dev = testdev::WINDOW;
+        let v = 0x1122_3344_5566_7788u64;
+        // SAFETY (every block below): the address is either the RAM array
+        // `RAM` (valid, aligned, only used here) or the test device's data
+        // window, which the VMM emulates; the asm touches no other memory,
+        // and every register it writes is declared as an output.
+        match self {
+            Kind::RamStr => unsafe {
+                core::arch::asm!("str {v}, [{a}]", v = in(reg) v, a = in(reg) RAM.get() as u64,
+                    options(nostack));
+            },
+            Kind::MmioStr => unsafe {
+                core::arch::asm!("str {v}, [{a}]", v = in(reg) v, a = in(reg) dev,
+                    options(nostack));
+            },
+            Kind::MmioLdr => unsafe {
+                core::arch::asm!("ldr {x}, [{a}]", x = out(reg) _, a = in(reg) dev,
+                    options(nostack));
+            },
+            Kind::NisvStrPost => unsafe {
+                core::arch::asm!("str {v}, [{a}], #8", v = in(reg) v, a = inout(reg) dev => _,
+                    options(nostack));
+            },
+            Kind::NisvLdp => unsafe {
+                core::arch::asm!("ldp {x}, {y}, [{a}]", x = out(reg) _, y = out(reg) _,
+                    a = in(reg) dev, options(nostack));
+            },
+            Kind::NisvLd1 => unsafe {
+                core::arch::asm!("ld1 {{v0.16b, v1.16b, v2.16b, v3.16b}}, [{a}]", a = in(reg) dev,
+                    out("v0") _, out("v1") _, out("v2") _, out("v3") _, options(nostack));
+            },
+        }
+    }
+}
+
+/// Counter ticks and device counter deltas of `n` executions.
+struct Sample {
+    ticks: u64,
+    nisv: u64,
+    accesses: u64,
+}
+
+fn measure(kind: Kind, n: u64) -> Sample {
+    testdev::clear_log();
+    let nisv0 = testdev::nisv_count();
+    let t0 = sysreg::counter();
+    for _ in 0..n {
+        kind.once();
+    }
+    let t1 = sysreg::counter();
+    let nisv1 = testdev::nisv_count();
+    Sample {
+        ticks: t1.wrapping_sub(t0),
+        nisv: nisv1.wrapping_sub(nisv0),
+        accesses: testdev::log_count(),
+    }
+}
+
+/// `a / b` with two decimals, as text parts (no floating point).
+fn ratio(a: u64, b: u64) -> (u64, u64) {
+    if b == 0 {
+        return (0, 0);
+    }
+    let r = (u128::from(a) * 100 + u128::from(b) / 2) / u128::from(b);
+    ((r / 100) as u64, (r % 100) as u64)
+}
+
+#[unsafe(no_mangle)]
+fn guest_main() -> u8 {
+    let n = dtb::arg_u64(guest_rt::bootargs(), "iters")
+        .filter(|&n| n > 0)
+        .unwrap_or(DEFAULT_ITERS);
+    println!(
+        "bench: iters={} cntfrq={} nisv-before={}",
+        n,
+        sysreg::counter_freq(),
+        testdev::nisv_count()
+    );
+    // One untimed execution of each first (faults in anything lazy on both
+    // sides: the VMM's first NISV exit reads and caches ID registers).
+    for k in Kind::ALL {
+        k.once();
+    }
+    let mut ticks = [0u64; Kind::ALL.len()];
+    let mut ok = true;
+    for (i, k) in Kind::ALL.into_iter().enumerate() {
+        let s = measure(k, n);
+        println!(
+            "bench: {} ticks={} nisv={} accesses={}",
+            k.name(),
+            s.ticks,
+            s.nisv,
+            s.accesses
+        );
+        let want = if k.nisv() { n } else { 0 };
+        if s.nisv != want {
+            println!(
+                "bench: FAIL: {} took {} NISV exits in {} iterations, expected {}",
+                k.name(),
+                s.nisv,
+                n,
+                want
+            );
+            ok = false;
+        }
+        if let Some(t) = ticks.get_mut(i) {
+            *t = s.ticks;
+        }
+    }
+    let t = |k: Kind| {
+        Kind::ALL
+            .iter()
+            .position(|&x| x == k)
+            .and_then(|i| ticks.get(i).copied())
+            .unwrap_or(0)
+    };
+    for (a, b) in [
+        (Kind::NisvStrPost, Kind::MmioStr),
+        (Kind::NisvLdp, Kind::MmioLdr),
+        (Kind::NisvLd1, Kind::MmioLdr),
+        (Kind::NisvLdp, Kind::MmioStr),
+        (Kind::NisvLd1, Kind::MmioStr),
+        (Kind::MmioLdr, Kind::MmioStr),
+        (Kind::MmioStr, Kind::RamStr),
+    ] {
+        let (whole, frac) = ratio(t(a), t(b));
+        println!(
+            "bench: ratio {}/{} = {}.{:02}",
+            a.name(),
+            b.name(),
+            whole,
+            frac
+        );
+    }
+    println!("bench: {}", if ok { "ok" } else { "FAILED" });
+    if ok { 0 } else { 1 }
+}
