@@ -522,14 +522,13 @@ impl NisvHandler {
                             &what,
                             &format!("deliver data abort, ESR {esr:#x} FAR {far:#x}"),
                         );
-                        match self.inject(regs, ram, bus, Some(esr_iss), fault_ipa, pc) {
-                            NisvAction::InjectAbort => {
-                                self.stats.faults_delivered.fetch_add(1, Ordering::Relaxed);
-                                self.stats.injected.fetch_sub(1, Ordering::Relaxed);
-                                NisvAction::DeliverAbort { esr, far }
-                            }
-                            other => other,
+                        if let Some(stop) =
+                            self.retry_check(regs, ram, bus, Some(esr_iss), fault_ipa, pc)
+                        {
+                            return stop;
                         }
+                        self.stats.faults_delivered.fetch_add(1, Ordering::Relaxed);
+                        NisvAction::DeliverAbort { esr, far }
                     }
                     Ok(EmuOutcome::Unsupported { word, pc }) => {
                         self.stats.undecoded.fetch_add(1, Ordering::Relaxed);
@@ -647,25 +646,39 @@ impl NisvHandler {
         fault_ipa: u64,
         pc: u64,
     ) -> NisvAction {
-        let n = self.retry.injected_at(pc);
-        if n > self.retry_limit {
-            return NisvAction::Stop {
-                status: EXIT_RETRY_LOOP,
-                report: report(
-                    regs,
-                    ram,
-                    bus,
-                    esr_iss,
-                    fault_ipa,
-                    &format!(
-                        "the guest faulted {} times in a row on the instruction at {pc:#x} after each injected abort (retry loop)",
-                        n - 1
-                    ),
-                ),
-            };
+        if let Some(stop) = self.retry_check(regs, ram, bus, esr_iss, fault_ipa, pc) {
+            return stop;
         }
         self.stats.injected.fetch_add(1, Ordering::Relaxed);
         NisvAction::InjectAbort
+    }
+
+    /// Count an exception about to be raised at `pc`; the stop action when the
+    /// guest has retried the same instruction too often.
+    fn retry_check(
+        &mut self,
+        regs: &mut dyn VcpuRegs,
+        ram: &dyn GuestRam,
+        bus: &Bus,
+        esr_iss: Option<u64>,
+        fault_ipa: u64,
+        pc: u64,
+    ) -> Option<NisvAction> {
+        let n = self.retry.injected_at(pc);
+        (n > self.retry_limit).then(|| NisvAction::Stop {
+            status: EXIT_RETRY_LOOP,
+            report: report(
+                regs,
+                ram,
+                bus,
+                esr_iss,
+                fault_ipa,
+                &format!(
+                    "the guest faulted {} times in a row on the instruction at {pc:#x} after each abort the VMM raised (retry loop)",
+                    n - 1
+                ),
+            ),
+        })
     }
 }
 

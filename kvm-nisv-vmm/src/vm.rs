@@ -35,6 +35,9 @@ use crate::testdev::TestDevice;
 use crate::uart::{Uart, spawn_stdin_reader};
 use crate::vcpu::{EXIT_VMM_ERROR, Stop, VcpuControl, install_kick_handler, run_vcpu};
 
+/// Test-device access-log lines printed at exit with `--trace-nisv`.
+const TRACE_LOG_LINES: usize = 64;
+
 /// PSTATE at entry: EL1h with D, A, I, F masked (Documentation/arch/arm64/booting.rst).
 const BOOT_PSTATE: u64 = 0x3c5;
 
@@ -396,9 +399,20 @@ fn finish(
         eprintln!("{}", stats.summary());
     }
     if trace {
+        let log = testdev.log();
         eprintln!(
-            "kvm-nisv-vmm: test device data-window accesses: {}",
-            testdev.total_accesses()
+            "kvm-nisv-vmm: test device data-window accesses: {} (first {} below)",
+            testdev.total_accesses(),
+            log.len().min(TRACE_LOG_LINES)
         );
+        for e in log.iter().take(TRACE_LOG_LINES) {
+            eprintln!(
+                "kvm-nisv-vmm:   {} {} bytes at +{:#x}: {:#x}",
+                if e.write { "write" } else { "read " },
+                e.size,
+                e.offset,
+                e.value
+            );
+        }
     }
 }

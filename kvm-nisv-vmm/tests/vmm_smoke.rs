@@ -286,3 +286,47 @@ fn sigterm_ends_the_vm_cleanly() {
     let _ = std::fs::remove_file(&p);
     assert_eq!(status.code(), Some(128 + 15));
 }
+
+/// Boots a Linux arm64 `Image` without a root file system: it must get through
+/// the device tree (memory, 2 PSCI cpus, GICv3, timer, UART console) and panic
+/// looking for root, which with `panic=-1` reboots through PSCI SYSTEM_RESET.
+/// Needs `KVM_NISV_LINUX_IMAGE`; run with `--ignored`.
+#[test]
+#[ignore = "needs KVM_NISV_LINUX_IMAGE (an arm64 Linux Image)"]
+fn linux_boots_to_the_root_fs_panic() {
+    let image = std::env::var_os("KVM_NISV_LINUX_IMAGE").expect("KVM_NISV_LINUX_IMAGE is not set");
+    let out = Command::new(vmm())
+        .args([
+            "run",
+            "--mem",
+            "256M",
+            "--cpus",
+            "2",
+            "--cmdline",
+            "console=ttyS0 panic=-1",
+            "--kernel",
+        ])
+        .arg(image)
+        .stdin(Stdio::null())
+        .output()
+        .expect("spawn kvm-nisv-vmm");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!(
+        "status {:?}\n--- stdout\n{stdout}--- stderr\n{}",
+        out.status.code(),
+        stderr(&out)
+    );
+    assert!(stdout.contains("Booting Linux"), "no boot banner");
+    assert!(stdout.contains("psci: PSCIv"), "PSCI not found");
+    assert!(stdout.contains("GICv3"), "GICv3 not found");
+    assert!(
+        stdout.contains("SMP: Total of 2 processors activated"),
+        "the second vCPU did not come up"
+    );
+    assert!(
+        stdout.contains("Unable to mount root fs"),
+        "did not reach the root fs panic"
+    );
+    assert_eq!(out.status.code(), Some(0), "SYSTEM_RESET exits 0");
+    assert!(stderr(&out).contains("SYSTEM_RESET"));
+}

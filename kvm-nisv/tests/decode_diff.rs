@@ -23,7 +23,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use kvm_nisv::decode::{Class, Insn, Op, Writeback, decode};
+use kvm_nisv::decode::{Class, Form, Insn, Op, VecWrite, Writeback, decode};
 
 /// Mnemonics (after alias normalisation) of the instructions the crate handles.
 fn handled_mnemonic(m: &str) -> bool {
@@ -41,26 +41,26 @@ fn handled_mnemonic(m: &str) -> bool {
     for p in [
         "ldxr", "stxr", "ldaxr", "stlxr", "ldar", "stlr", "ldlar", "stllr", "ldapr",
     ] {
-        if let Some(rest) = m.strip_prefix(p) {
-            if bh(rest) {
-                return true;
-            }
+        if let Some(rest) = m.strip_prefix(p)
+            && bh(rest)
+        {
+            return true;
         }
     }
     for p in ["ldapur", "stlur"] {
-        if let Some(rest) = m.strip_prefix(p) {
-            if matches!(rest, "" | "b" | "h" | "sb" | "sh" | "sw") {
-                return true;
-            }
+        if let Some(rest) = m.strip_prefix(p)
+            && matches!(rest, "" | "b" | "h" | "sb" | "sh" | "sw")
+        {
+            return true;
         }
     }
     for p in [
         "stadd", "stclr", "steor", "stset", "stsmax", "stsmin", "stumax", "stumin",
     ] {
-        if let Some(rest) = m.strip_prefix(p) {
-            if bh(rest) || bh(rest.strip_prefix('l').unwrap_or("-")) {
-                return true;
-            }
+        if let Some(rest) = m.strip_prefix(p)
+            && (bh(rest) || bh(rest.strip_prefix('l').unwrap_or("-")))
+        {
+            return true;
         }
     }
     for p in [
@@ -68,10 +68,10 @@ fn handled_mnemonic(m: &str) -> bool {
     ] {
         if let Some(rest) = m.strip_prefix(p) {
             for o in ["", "a", "l", "al"] {
-                if let Some(r2) = rest.strip_prefix(o) {
-                    if bh(r2) {
-                        return true;
-                    }
+                if let Some(r2) = rest.strip_prefix(o)
+                    && bh(r2)
+                {
+                    return true;
                 }
             }
         }
@@ -291,17 +291,17 @@ fn check_invariants(insn: &Insn) -> Result<(), String> {
         }
         expect += u32::from(e.size);
     }
-    if let Writeback::PostImm(_) | Writeback::PostReg(_) = insn.writeback {
-        if insn.offset != kvm_nisv::decode::Offset::Imm(0) {
-            return Err("post-index with a non-zero offset".into());
-        }
+    if let Writeback::PostImm(_) | Writeback::PostReg(_) = insn.writeback
+        && insn.offset != kvm_nisv::decode::Offset::Imm(0)
+    {
+        return Err("post-index with a non-zero offset".into());
     }
     match insn.class {
         Class::SimdMultiple | Class::SimdSingle => {
-            if let Writeback::PostImm(i) = insn.writeback {
-                if i != i64::from(expect) {
-                    return Err(format!("post-index {i} != total bytes {expect}"));
-                }
+            if let Writeback::PostImm(i) = insn.writeback
+                && i != i64::from(expect)
+            {
+                return Err(format!("post-index {i} != total bytes {expect}"));
             }
         }
         Class::DcZva => {
@@ -314,6 +314,54 @@ fn check_invariants(insn: &Insn) -> Result<(), String> {
                 return Err("no elements".into());
             }
         }
+    }
+    // Fields the text does not show.
+    let has_vec = elems
+        .iter()
+        .any(|e| matches!(e.reg, kvm_nisv::decode::RegSlot::Vec { .. }));
+    let expect_vec_write = match (insn.op, has_vec, insn.class) {
+        (Op::Load, true, Class::SimdSingle) => {
+            let replicate = elems
+                .iter()
+                .all(|e| matches!(e.reg, kvm_nisv::decode::RegSlot::Vec { lane: 0, .. }))
+                && insn
+                    .to_string()
+                    .split(' ')
+                    .next()
+                    .is_some_and(|m| m.ends_with('r'));
+            if replicate {
+                insn.vec_write
+            } else {
+                VecWrite::MergeLanes
+            }
+        }
+        (Op::Load, true, _) => VecWrite::ZeroThenLanes,
+        _ => VecWrite::None,
+    };
+    if insn.vec_write != expect_vec_write
+        || matches!(insn.vec_write, VecWrite::Replicate { bytes } if bytes != 8 && bytes != 16)
+    {
+        return Err(format!("vec_write {:?}", insn.vec_write));
+    }
+    if insn.unprivileged != (insn.form == Form::Unprivileged) {
+        return Err("unprivileged flag".into());
+    }
+    let load = matches!(insn.op, Op::Load | Op::LoadExclusive);
+    match insn.form {
+        Form::Ordered | Form::LimitedOrdered | Form::AcquirePc | Form::AcquirePcUnscaled
+            if insn.acquire != load || insn.release == load =>
+        {
+            return Err("ordering of an acquire/release form".into());
+        }
+        Form::Atomic => {
+            // "A == '1' && Rt != '11111'" (LD<op>/SWP decode).
+            let a = insn.word & (1 << 23) != 0;
+            let rt31 = insn.word & 0x1f == 0x1f;
+            if insn.acquire != (a && !rt31) || insn.release != (insn.word & (1 << 22) != 0) {
+                return Err("atomic ordering".into());
+            }
+        }
+        _ => {}
     }
     let needs_align = matches!(
         insn.class,

@@ -75,35 +75,55 @@ impl Kind {
     fn once(self) {
         let dev = testdev::WINDOW;
         let v = 0x1122_3344_5566_7788u64;
-        // SAFETY (every block below): the address is either the RAM array
-        // `RAM` (valid, aligned, only used here) or the test device's data
-        // window, which the VMM emulates; the asm touches no other memory,
-        // and every register it writes is declared as an output.
         match self {
-            Kind::RamStr => unsafe {
-                core::arch::asm!("str {v}, [{a}]", v = in(reg) v, a = in(reg) RAM.get() as u64,
-                    options(nostack));
-            },
-            Kind::MmioStr => unsafe {
-                core::arch::asm!("str {v}, [{a}]", v = in(reg) v, a = in(reg) dev,
-                    options(nostack));
-            },
-            Kind::MmioLdr => unsafe {
-                core::arch::asm!("ldr {x}, [{a}]", x = out(reg) _, a = in(reg) dev,
-                    options(nostack));
-            },
-            Kind::NisvStrPost => unsafe {
-                core::arch::asm!("str {v}, [{a}], #8", v = in(reg) v, a = inout(reg) dev => _,
-                    options(nostack));
-            },
-            Kind::NisvLdp => unsafe {
-                core::arch::asm!("ldp {x}, {y}, [{a}]", x = out(reg) _, y = out(reg) _,
-                    a = in(reg) dev, options(nostack));
-            },
-            Kind::NisvLd1 => unsafe {
-                core::arch::asm!("ld1 {{v0.16b, v1.16b, v2.16b, v3.16b}}, [{a}]", a = in(reg) dev,
-                    out("v0") _, out("v1") _, out("v2") _, out("v3") _, options(nostack));
-            },
+            Kind::RamStr => {
+                // SAFETY: stores to the static `RAM` array (valid, aligned,
+                // used only here); no other memory or register is touched.
+                unsafe {
+                    core::arch::asm!("str {v}, [{a}]", v = in(reg) v,
+                        a = in(reg) RAM.get() as u64, options(nostack));
+                }
+            }
+            Kind::MmioStr => {
+                // SAFETY: a store to the test device's data window, which the
+                // VMM emulates; no guest memory is touched.
+                unsafe {
+                    core::arch::asm!("str {v}, [{a}]", v = in(reg) v, a = in(reg) dev,
+                        options(nostack));
+                }
+            }
+            Kind::MmioLdr => {
+                // SAFETY: a load from the data window into a declared output.
+                unsafe {
+                    core::arch::asm!("ldr {x}, [{a}]", x = out(reg) _, a = in(reg) dev,
+                        options(nostack));
+                }
+            }
+            Kind::NisvStrPost => {
+                // SAFETY: a store to the data window; the base register's
+                // writeback goes to a declared (discarded) output.
+                unsafe {
+                    core::arch::asm!("str {v}, [{a}], #8", v = in(reg) v,
+                        a = inout(reg) dev => _, options(nostack));
+                }
+            }
+            Kind::NisvLdp => {
+                // SAFETY: a load pair from the data window into two distinct
+                // declared outputs.
+                unsafe {
+                    core::arch::asm!("ldp {x}, {y}, [{a}]", x = out(reg) _, y = out(reg) _,
+                        a = in(reg) dev, options(nostack));
+                }
+            }
+            Kind::NisvLd1 => {
+                // SAFETY: 64 bytes from the data window into V0-V3, declared
+                // as clobbered outputs.
+                unsafe {
+                    core::arch::asm!("ld1 {{v0.16b, v1.16b, v2.16b, v3.16b}}, [{a}]",
+                        a = in(reg) dev, out("v0") _, out("v1") _, out("v2") _, out("v3") _,
+                        options(nostack));
+                }
+            }
         }
     }
 }

@@ -170,7 +170,7 @@ pub enum Op {
         /// The status register Ws.
         s: u8,
     },
-    /// LD<op>/ST<op>/SWP: read the element, write `op(old, Rs)`, and load the
+    /// `LD<op>`/`ST<op>`/SWP: read the element, write `op(old, Rs)`, and load the
     /// old value into the element's register (Rt; XZR discards it). Exactly one element.
     Atomic {
         /// The operation.
@@ -282,7 +282,7 @@ pub enum Form {
     AcquirePc,
     /// LDAPUR/STLUR family (FEAT_LRCPC2).
     AcquirePcUnscaled,
-    /// LD<op>/ST<op>/SWP; the ordering suffix is taken from the encoding's A/R bits.
+    /// `LD<op>`/`ST<op>`/SWP; the ordering suffix is taken from the encoding's A/R bits.
     Atomic,
     /// CAS/CASP.
     CompareAndSwap,
