@@ -33,7 +33,10 @@ const SET_VBAR: [u32; 4] = [
 /// Handler: exit with ESR_EL1.EC as the status.
 const HANDLER_EC: [u32; 6] = [
     0xd538_5204, // mrs  x4, esr_el1
-    0xd35a_fc84, // lsr  x4, x4, #26
+    // ubfx, not lsr: Linux 6.1 writes ESR_EL1 sign-extended (bits 63:32 set) for the
+    // aborts it injects (inject_abt64(): `ESR_ELx_EC_IABT_CUR << ESR_ELx_EC_SHIFT` is a
+    // negative int), so the bits above EC are not zero there.
+    0xd35a_7c84, // ubfx x4, x4, #26, #6
     OFF[0],
     OFF[1],
     OFF[2],

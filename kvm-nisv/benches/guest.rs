@@ -9,8 +9,8 @@
 //! Needs an arm64 host with KVM and two paths from the environment:
 //! `KVM_NISV_VMM` (the VMM binary) and `KVM_NISV_GUESTS` (a directory holding
 //! `bench.bin`), which the emulated-host init sets (`scripts/bench guest`
-//! boots it). `KVM_NISV_BENCH_ITERS` sets the iterations (default: the
-//! guest's). Without them it says so and does nothing.
+//! boots it). `KVM_NISV_BENCH_ITERS` and `KVM_NISV_BENCH_ROUNDS` set the guest's
+//! executions per kind and rounds (default: the guest's). Without them it says so and does nothing.
 //!
 //! It prints a libtest-style `test guest_bench ... ok|FAILED` line so the
 //! harness's console parser counts it; libtest arguments are ignored.
@@ -32,10 +32,15 @@ fn main() -> ExitCode {
     }
     let guest = PathBuf::from(guests).join("bench.bin");
     let mut cmdline = String::from("console=ttyS0");
-    if let Ok(n) = std::env::var("KVM_NISV_BENCH_ITERS") {
-        if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) {
-            cmdline.push_str(" iters=");
-            cmdline.push_str(&n);
+    for (var, key) in [
+        ("KVM_NISV_BENCH_ITERS", "iters"),
+        ("KVM_NISV_BENCH_ROUNDS", "rounds"),
+    ] {
+        if let Ok(n) = std::env::var(var)
+            && !n.is_empty()
+            && n.bytes().all(|b| b.is_ascii_digit())
+        {
+            cmdline.push_str(&format!(" {key}={n}"));
         }
     }
     println!("running {} with {}", vmm.to_string_lossy(), guest.display());

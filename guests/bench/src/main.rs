@@ -5,8 +5,8 @@
 //! ordinary MMIO exit, measured in one run with the virtual counter
 //! (CNTVCT_EL0, behind an ISB).
 //!
-//! N iterations each (N = `iters=` on the command line, default 256), MMU off,
-//! against the test device's data window (docs/guest-interface.md):
+//! The accesses, MMU off, against the test device's data window
+//! (docs/guest-interface.md):
 //!
 //! * `ram-str`: `str x, [x]` to RAM (no exit);
 //! * `mmio-str`: `str x, [x]` to the device: ISV = 1, `KVM_EXIT_MMIO`;
@@ -16,19 +16,29 @@
 //! * `nisv-ldp`: `ldp x, x, [x]` from the device (NISV);
 //! * `nisv-ld1`: `ld1 {v0.16b-v3.16b}, [x]` from the device (NISV).
 //!
-//! Each line reports the counter ticks, and the test device's NISV and access
-//! counter deltas: the guest checks that the ISV = 1 forms took no NISV exit
-//! and that each NISV form took exactly one per iteration, so a ratio is never
-//! computed from the wrong path. It then prints ratios (`scripts/bench guest`
-//! parses them) and exits 0, or 1 if a check failed.
+//! The host running the emulated arm64 machine is shared and its load changes
+//! by the second, so the kinds are interleaved: `rounds=` rounds (default 64),
+//! each timing `iters= / rounds` executions of every kind in turn (`iters=`
+//! default 1024). A kind's figure is the median of its per-round times; the
+//! ratios of those medians are printed, with the ratios of the fastest rounds
+//! and of the totals for comparison.
+//!
+//! The guest also checks, with the test device's NISV and access counters read
+//! around every timed round, that the ISV = 1 forms took no NISV exit and each
+//! NISV form exactly one per execution, so a ratio is never computed from the
+//! wrong path. It exits 0, or 1 if a check failed.
 
 #![no_std]
 #![no_main]
 
 use guest_rt::{Global, dtb, println, sysreg, testdev};
 
-/// Iterations when the command line does not say.
-const DEFAULT_ITERS: u64 = 256;
+/// Executions per kind when the command line does not say.
+const DEFAULT_ITERS: u64 = 1024;
+/// Rounds when the command line does not say.
+const DEFAULT_ROUNDS: usize = 64;
+/// At most this many rounds.
+const MAX_ROUNDS: usize = 128;
 
 /// RAM target of `ram-str`.
 static RAM: Global<[u64; 4]> = Global::new([0; 4]);
@@ -128,7 +138,7 @@ impl Kind {
     }
 }
 
-/// Counter ticks and device counter deltas of `n` executions.
+/// Counter ticks and device counter deltas of one timed round.
 struct Sample {
     ticks: u64,
     nisv: u64,
@@ -160,55 +170,103 @@ fn ratio(a: u64, b: u64) -> (u64, u64) {
     ((r / 100) as u64, (r % 100) as u64)
 }
 
+/// The median and the minimum of `v` (sorted in place; the lower middle for
+/// an even length).
+fn median_min(v: &mut [u64]) -> (u64, u64) {
+    v.sort_unstable();
+    let mid = v.len().saturating_sub(1) / 2;
+    (
+        v.get(mid).copied().unwrap_or(0),
+        v.first().copied().unwrap_or(0),
+    )
+}
+
+/// Per kind and round: counter ticks.
+static TICKS: Global<[[u64; MAX_ROUNDS]; Kind::ALL.len()]> =
+    Global::new([[0; MAX_ROUNDS]; Kind::ALL.len()]);
+
 #[unsafe(no_mangle)]
 fn guest_main() -> u8 {
-    let n = dtb::arg_u64(guest_rt::bootargs(), "iters")
+    let args = guest_rt::bootargs();
+    let rounds = dtb::arg_u64(args, "rounds")
+        .and_then(|r| usize::try_from(r).ok())
+        .filter(|&r| r > 0)
+        .map_or(DEFAULT_ROUNDS, |r| r.min(MAX_ROUNDS));
+    let iters = dtb::arg_u64(args, "iters")
         .filter(|&n| n > 0)
         .unwrap_or(DEFAULT_ITERS);
+    let per_round = (iters / rounds as u64).max(1);
     println!(
-        "bench: iters={} cntfrq={} nisv-before={}",
-        n,
-        sysreg::counter_freq(),
-        testdev::nisv_count()
+        "bench: iters={} rounds={} per-round={} cntfrq={}",
+        per_round * rounds as u64,
+        rounds,
+        per_round,
+        sysreg::counter_freq()
     );
     // One untimed execution of each first (faults in anything lazy on both
     // sides: the VMM's first NISV exit reads and caches ID registers).
     for k in Kind::ALL {
         k.once();
     }
-    let mut ticks = [0u64; Kind::ALL.len()];
+    // SAFETY: single-threaded guest; only this function uses TICKS.
+    let ticks = unsafe { &mut *TICKS.get() };
+    let mut totals = [(0u64, 0u64, 0u64); Kind::ALL.len()];
+    for round in 0..rounds {
+        for (i, k) in Kind::ALL.into_iter().enumerate() {
+            let s = measure(k, per_round);
+            if let Some(t) = ticks.get_mut(i).and_then(|row| row.get_mut(round)) {
+                *t = s.ticks;
+            }
+            if let Some(t) = totals.get_mut(i) {
+                t.0 = t.0.wrapping_add(s.ticks);
+                t.1 = t.1.wrapping_add(s.nisv);
+                t.2 = t.2.wrapping_add(s.accesses);
+            }
+        }
+    }
     let mut ok = true;
+    let mut medians = [0u64; Kind::ALL.len()];
+    let mut mins = [0u64; Kind::ALL.len()];
     for (i, k) in Kind::ALL.into_iter().enumerate() {
-        let s = measure(k, n);
+        let (sum, nisv, accesses) = totals.get(i).copied().unwrap_or_default();
+        let (med, min) = ticks
+            .get_mut(i)
+            .and_then(|row| row.get_mut(..rounds))
+            .map_or((0, 0), median_min);
+        if let (Some(m), Some(n)) = (medians.get_mut(i), mins.get_mut(i)) {
+            *m = med;
+            *n = min;
+        }
         println!(
-            "bench: {} ticks={} nisv={} accesses={}",
+            "bench: {} median-ticks={} min-ticks={} total-ticks={} nisv={} accesses={}",
             k.name(),
-            s.ticks,
-            s.nisv,
-            s.accesses
+            med,
+            min,
+            sum,
+            nisv,
+            accesses
         );
+        let n = per_round * rounds as u64;
         let want = if k.nisv() { n } else { 0 };
-        if s.nisv != want {
+        if nisv != want {
             println!(
-                "bench: FAIL: {} took {} NISV exits in {} iterations, expected {}",
+                "bench: FAIL: {} took {} NISV exits in {} executions, expected {}",
                 k.name(),
-                s.nisv,
+                nisv,
                 n,
                 want
             );
             ok = false;
         }
-        if let Some(t) = ticks.get_mut(i) {
-            *t = s.ticks;
-        }
     }
-    let t = |k: Kind| {
+    let pick = |v: &[u64], k: Kind| {
         Kind::ALL
             .iter()
             .position(|&x| x == k)
-            .and_then(|i| ticks.get(i).copied())
+            .and_then(|i| v.get(i).copied())
             .unwrap_or(0)
     };
+    let sums: [u64; Kind::ALL.len()] = core::array::from_fn(|i| totals.get(i).map_or(0, |t| t.0));
     for (a, b) in [
         (Kind::NisvStrPost, Kind::MmioStr),
         (Kind::NisvLdp, Kind::MmioLdr),
@@ -218,13 +276,19 @@ fn guest_main() -> u8 {
         (Kind::MmioLdr, Kind::MmioStr),
         (Kind::MmioStr, Kind::RamStr),
     ] {
-        let (whole, frac) = ratio(t(a), t(b));
+        let (mw, mf) = ratio(pick(&medians, a), pick(&medians, b));
+        let (nw, nf) = ratio(pick(&mins, a), pick(&mins, b));
+        let (tw, tf) = ratio(pick(&sums, a), pick(&sums, b));
         println!(
-            "bench: ratio {}/{} = {}.{:02}",
+            "bench: ratio {}/{} = {}.{:02} (fastest {}.{:02}, totals {}.{:02})",
             a.name(),
             b.name(),
-            whole,
-            frac
+            mw,
+            mf,
+            nw,
+            nf,
+            tw,
+            tf
         );
     }
     println!("bench: {}", if ok { "ok" } else { "FAILED" });

@@ -232,6 +232,8 @@ pub struct Engine {
     cases: u64,
     /// The device page holds the current image (no copy needed before a run).
     dev_clean: bool,
+    /// [`testdev::epoch`] right after the last read-back.
+    dev_epoch: u64,
 }
 
 fn bytes(addr: u64, len: u64) -> &'static mut [u8] {
@@ -259,6 +261,7 @@ impl Engine {
             reports_left: 20,
             cases: 0,
             dev_clean: false,
+            dev_epoch: 0,
         };
         e.refill(&mut Rng::new(seed ^ 0x5eed));
         e
@@ -359,7 +362,9 @@ impl Engine {
         bytes(l.dev_va + l.pre + l.page, l.post).copy_from_slice(mpost);
         let devbuf = DEVBUF.get() as u64;
         testdev::setup(devbuf, l.dev_off, l.page);
-        if !self.dev_clean {
+        // Any command since our own read-back (another engine, a check) may
+        // have changed the window, and engines share the image buffer.
+        if !self.dev_clean || testdev::epoch() != self.dev_epoch {
             // One exit; skipped when the last case left the device holding
             // exactly the current image (it only loaded).
             bytes(devbuf, l.page).copy_from_slice(mpage);
@@ -394,6 +399,7 @@ impl Engine {
         let o2 = run::run(&state_for(ram_base.wrapping_add(delta)));
         testdev::command(testdev::CMD_FROM_DEVICE);
         self.dev_clean = bytes(devbuf, l.page) == mpage;
+        self.dev_epoch = testdev::epoch();
         if special {
             self.flush(code as u64);
         }

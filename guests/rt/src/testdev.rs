@@ -108,8 +108,22 @@ pub fn setup(ram_addr: u64, offset: u64, len: u64) {
     }
 }
 
+static EPOCH: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// Counts the commands issued so far: a caller that knows what the window held
+/// after its own command can tell whether anyone has changed it since.
+pub fn epoch() -> u64 {
+    EPOCH.load(core::sync::atomic::Ordering::Relaxed)
+}
+
 /// Issues a command with the registers as they are (one exit).
 pub fn command(cmd: u64) {
+    // A plain load and store: single-threaded, and no exclusives (with the MMU
+    // off all memory is Device memory).
+    EPOCH.store(
+        epoch().wrapping_add(1),
+        core::sync::atomic::Ordering::Relaxed,
+    );
     write(CMD, cmd);
 }
 
