@@ -19,9 +19,15 @@ const EXIT_NISV_STOP: i32 = 3;
 
 fn expect_pass(policy: &str) {
     let r = run_guest("abort", &["--on-nisv", policy], TIMEOUT);
-    assert_eq!(r.code(), Some(0), "abort guest under --on-nisv {policy} did not exit 0\n{}", r.dump());
+    assert_eq!(
+        r.code(),
+        Some(0),
+        "abort guest under --on-nisv {policy} did not exit 0\n{}",
+        r.dump()
+    );
     assert!(
-        r.lines().any(|l| l.starts_with("abort: PASS: synchronous external abort at 0xf000000")),
+        r.lines()
+            .any(|l| l.starts_with("abort: PASS: synchronous external abort at 0xf000000")),
         "no PASS line\n{}",
         r.dump()
     );
@@ -48,10 +54,30 @@ fn guest_abort_default_policy_is_emulate() {
 #[test]
 fn guest_abort_stop_reports_the_instruction() {
     let r = run_guest("abort", &["--on-nisv", "stop"], TIMEOUT);
-    assert_eq!(r.code(), Some(EXIT_NISV_STOP), "expected the stop status {EXIT_NISV_STOP}\n{}", r.dump());
-    assert!(r.stderr.contains("str x0, [x1], #8"), "the report does not name the instruction\n{}", r.dump());
-    assert!(r.stderr.contains("0xf000000") || r.stderr.to_lowercase().contains("0x0f00_0000"),
-        "the report does not name the address\n{}", r.dump());
-    assert!(!r.stdout.contains("abort: PASS"), "the guest went on after a stop\n{}", r.dump());
-    assert!(r.stdout.contains("abort: str x0, [x1], #8"), "the guest did not start\n{}", r.dump());
+    assert_eq!(
+        r.code(),
+        Some(EXIT_NISV_STOP),
+        "expected the stop status {EXIT_NISV_STOP}\n{}",
+        r.dump()
+    );
+    assert!(
+        r.stderr.contains("str x0, [x1], #8"),
+        "the report does not name the instruction\n{}",
+        r.dump()
+    );
+    assert!(
+        r.stderr.contains("0xf000000") || r.stderr.to_lowercase().contains("0x0f00_0000"),
+        "the report does not name the address\n{}",
+        r.dump()
+    );
+    assert!(
+        !r.stdout.contains("abort: PASS"),
+        "the guest went on after a stop\n{}",
+        r.dump()
+    );
+    assert!(
+        r.stdout.contains("abort: str x0, [x1], #8"),
+        "the guest did not start\n{}",
+        r.dump()
+    );
 }

@@ -41,23 +41,43 @@ const CLASSES: [&str; 21] = [
     "dc-zva",
 ];
 
-const CHECKS: [&str; 4] = ["straddle-stp-ldp", "straddle-st1-ld1", "dc-zva-device", "gic-irouter"];
+const CHECKS: [&str; 4] = [
+    "straddle-stp-ldp",
+    "straddle-st1-ld1",
+    "dc-zva-device",
+    "gic-irouter",
+];
 
 fn classes(name: &str) {
     let r = run_guest(name, &["--on-nisv", "emulate"], TIMEOUT);
-    for l in r.lines().filter(|l| l.contains("FAIL") || l.contains("MISMATCH")) {
+    for l in r
+        .lines()
+        .filter(|l| l.contains("FAIL") || l.contains("MISMATCH"))
+    {
         eprintln!("{l}");
     }
     assert_eq!(r.code(), Some(0), "{name} did not exit 0\n{}", r.dump());
     for c in CLASSES {
         let want = format!("{name}: class {c}: PASS (");
-        assert!(r.lines().any(|l| l.starts_with(&want)), "no `{want}` line\n{}", r.dump());
+        assert!(
+            r.lines().any(|l| l.starts_with(&want)),
+            "no `{want}` line\n{}",
+            r.dump()
+        );
     }
     for c in CHECKS {
         let want = format!("{name}: check {c}: PASS");
-        assert!(r.lines().any(|l| l == want), "no `{want}` line\n{}", r.dump());
+        assert!(
+            r.lines().any(|l| l == want),
+            "no `{want}` line\n{}",
+            r.dump()
+        );
     }
-    assert!(r.lines().any(|l| l == format!("{name}: PASS")), "no final PASS line\n{}", r.dump());
+    assert!(
+        r.lines().any(|l| l == format!("{name}: PASS")),
+        "no final PASS line\n{}",
+        r.dump()
+    );
     // The device runs must really have gone through the NISV path.
     let nisv = r
         .lines()
@@ -66,7 +86,11 @@ fn classes(name: &str) {
         .and_then(|n| n.parse::<u64>().ok())
         .unwrap_or_else(|| panic!("no NISV count line\n{}", r.dump()));
     eprintln!("{name}: {nisv} NISV exits emulated");
-    assert!(nisv >= 300, "only {nisv} NISV exits: the device runs did not exercise the emulator\n{}", r.dump());
+    assert!(
+        nisv >= 300,
+        "only {nisv} NISV exits: the device runs did not exercise the emulator\n{}",
+        r.dump()
+    );
 }
 
 #[test]

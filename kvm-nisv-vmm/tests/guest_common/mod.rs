@@ -30,7 +30,11 @@ pub fn guest(name: &str) -> PathBuf {
         panic!("KVM_NISV_GUESTS is not set: run these tests through scripts/arm64-host (scripts/build-guests writes the guests)")
     });
     let p = PathBuf::from(d).join(format!("{name}.bin"));
-    assert!(p.is_file(), "guest {} does not exist (scripts/build-guests builds it)", p.display());
+    assert!(
+        p.is_file(),
+        "guest {} does not exist (scripts/build-guests builds it)",
+        p.display()
+    );
     p
 }
 
@@ -87,10 +91,19 @@ pub fn run_guest(name: &str, extra: &[&str], timeout: Duration) -> Run {
     let kernel = guest(name);
     let mut cmd = Command::new(&vmm);
     cmd.arg("run").arg("--kernel").arg(&kernel).args(extra);
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    eprintln!("running {} run --kernel {} {}", vmm.display(), kernel.display(), extra.join(" "));
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    eprintln!(
+        "running {} run --kernel {} {}",
+        vmm.display(),
+        kernel.display(),
+        extra.join(" ")
+    );
     let t0 = Instant::now();
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", vmm.display()));
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", vmm.display()));
     let mut out = child.stdout.take().expect("piped stdout");
     let mut err = child.stderr.take().expect("piped stderr");
     let t_out = std::thread::spawn(move || {
@@ -117,7 +130,16 @@ pub fn run_guest(name: &str, extra: &[&str], timeout: Duration) -> Run {
     };
     let stdout = String::from_utf8_lossy(&t_out.join().unwrap_or_default()).into_owned();
     let stderr = String::from_utf8_lossy(&t_err.join().unwrap_or_default()).into_owned();
-    let r = Run { status, stdout, stderr, elapsed: t0.elapsed() };
-    eprintln!("{name}: status {:?} after {:.1} s", r.status, r.elapsed.as_secs_f64());
+    let r = Run {
+        status,
+        stdout,
+        stderr,
+        elapsed: t0.elapsed(),
+    };
+    eprintln!(
+        "{name}: status {:?} after {:.1} s",
+        r.status,
+        r.elapsed.as_secs_f64()
+    );
     r
 }
