@@ -181,6 +181,31 @@ pub fn enable_nisv_to_user<F: AsRawFd + ?Sized>(vm: &F) -> Result<(), CapError> 
     Ok(())
 }
 
+/// Convenience methods on kvm-ioctls' `VmFd` (the free functions of this
+/// module work on any fd; these only save an import and a borrow).
+#[cfg(feature = "kvm-ioctls")]
+pub trait VmFdNisvExt {
+    /// [`Support::probe`] on this VM.
+    fn nisv_support(&self) -> Result<Support, CapError>;
+    /// [`enable_nisv_to_user`] on this VM.
+    fn enable_nisv_to_user(&self) -> Result<(), CapError>;
+    /// [`crate::inject::ExtDabtInjector::new`] on this VM.
+    fn ext_dabt_injector(&self) -> Result<crate::inject::ExtDabtInjector, CapError>;
+}
+
+#[cfg(feature = "kvm-ioctls")]
+impl VmFdNisvExt for kvm_ioctls::VmFd {
+    fn nisv_support(&self) -> Result<Support, CapError> {
+        Support::probe(self)
+    }
+    fn enable_nisv_to_user(&self) -> Result<(), CapError> {
+        enable_nisv_to_user(self)
+    }
+    fn ext_dabt_injector(&self) -> Result<crate::inject::ExtDabtInjector, CapError> {
+        crate::inject::ExtDabtInjector::new(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

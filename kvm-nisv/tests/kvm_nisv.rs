@@ -15,7 +15,7 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 
 use kvm_bindings::{kvm_userspace_memory_region, kvm_vcpu_init};
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
-use kvm_nisv::cap::{self, Cap, CapError, Support};
+use kvm_nisv::cap::{self, Cap, CapError, Support, VmFdNisvExt};
 use kvm_nisv::esr::{Dfsc, Esr, ExceptionClass};
 use kvm_nisv::exit::{KVM_EXIT_ARM_NISV, NisvExit, RunError};
 use kvm_nisv::inject::ExtDabtInjector;
@@ -155,11 +155,14 @@ fn capabilities_on_system_and_vm_fds_and_enable() {
             inject_ext_dabt: true
         }
     );
+    assert_eq!(vm.nisv_support().unwrap(), Support::probe(&kvm).unwrap());
     cap::require(&kvm, Cap::ArmNisvToUser).unwrap();
     cap::enable_nisv_to_user(&vm).unwrap();
-    // Enabling again is accepted (the kernel sets a flag).
-    cap::enable_nisv_to_user(&vm).unwrap();
+    // Enabling again is accepted (the kernel sets a flag), also through the
+    // kvm-ioctls convenience trait.
+    vm.enable_nisv_to_user().unwrap();
     ExtDabtInjector::new(&vm).unwrap();
+    vm.ext_dabt_injector().unwrap();
     // A vCPU fd does not answer KVM_CHECK_EXTENSION: typed ioctl error.
     let vcpu = vm.create_vcpu(0).unwrap();
     assert!(matches!(
