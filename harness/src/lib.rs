@@ -118,11 +118,11 @@ fn test_line(
             return;
         }
     }
-    if let Some(s) = result_word(line) {
-        if let Some(t) = pending.take() {
-            *exe_failed |= s == Status::Failed;
-            run.results.insert(format!("{e}::{t}"), s);
-        }
+    if let Some(s) = result_word(line)
+        && let Some(t) = pending.take()
+    {
+        *exe_failed |= s == Status::Failed;
+        run.results.insert(format!("{e}::{t}"), s);
     }
 }
 

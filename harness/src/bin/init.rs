@@ -231,11 +231,17 @@ fn main() -> ExitCode {
             std::env::set_var("KVM_NISV_VMM", "/bin/kvm-nisv-vmm");
         }
         std::env::set_var("KVM_NISV_GUESTS", "/guests");
-        // Under TCG every instruction is emulated: scale the decoder's
-        // seeded random differential test (10 million words on the host,
-        // tests/decode_diff.rs) down unless the caller chose a count.
+        // Under TCG every instruction is emulated (10-50x slower than the
+        // host): scale the decoder's seeded random differential test (10
+        // million words on the host, tests/decode_diff.rs) down unless the
+        // caller chose a count.
         if std::env::var_os("KVM_NISV_DECODE_COUNT").is_none() {
-            std::env::set_var("KVM_NISV_DECODE_COUNT", "100000");
+            std::env::set_var("KVM_NISV_DECODE_COUNT", "20000");
+        }
+        // Likewise proptest's standard knob (the property tests run their
+        // full case counts on the host).
+        if std::env::var_os("PROPTEST_CASES").is_none() {
+            std::env::set_var("PROPTEST_CASES", "64");
         }
         // Backtraces make failures in the console log self-explaining.
         if std::env::var_os("RUST_BACKTRACE").is_none() {

@@ -175,11 +175,11 @@ fn report(args: &[String]) -> ExitCode {
         let bad_total = bad + missing + usize::from(!problems.is_empty() && bad + missing == 0);
         lines.push_str(&format!("{} {ok} {bad_total}\n", label.replace(' ', "_")));
     }
-    if let Some(path) = summary {
-        if let Err(e) = std::fs::write(&path, &lines) {
-            eprintln!("report: cannot write {path}: {e}");
-            return ExitCode::from(2);
-        }
+    if let Some(path) = summary
+        && let Err(e) = std::fs::write(&path, &lines)
+    {
+        eprintln!("report: cannot write {path}: {e}");
+        return ExitCode::from(2);
     }
     println!(
         "{}",
