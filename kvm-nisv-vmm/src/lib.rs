@@ -20,6 +20,7 @@ pub mod gic;
 pub mod layout;
 pub mod loader;
 pub mod memory;
+pub mod mmio_fixup;
 pub mod nisv;
 pub mod testdev;
 pub mod uart;

@@ -172,6 +172,11 @@ fn mmio(
         .map(|d| d.len())
         .or(write.map(<[u8]>::len))
         .unwrap_or(0);
+    let mut read = read;
+    // The tail of a page-straddling access (docs/vmm.md): cheap pre-check inside.
+    if crate::mmio_fixup::straddle(vcpu, ctx.ram, ctx.bus, addr, read.as_deref_mut(), write) {
+        return ExitAction::Continue;
+    }
     let r = match (read, write) {
         (Some(data), _) => {
             data.fill(0);

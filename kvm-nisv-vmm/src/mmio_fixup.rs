@@ -1,0 +1,200 @@
+// Copyright 2026 The kvm-nisv Authors.
+// SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+
+//! Page-straddling accesses that arrive as `KVM_EXIT_MMIO`.
+//!
+//! A single general-register load or store without writeback carries a valid
+//! syndrome (ESR_EL2.ISV = 1) even when it crosses a page boundary and only its
+//! second part faults at stage 2 (RAM page, then a device page; the CPU splits
+//! the access and reports the second page). KVM then reports ONE
+//! `KVM_EXIT_MMIO` of the whole access size at the fault IPA
+//! (arch/arm64/kvm/mmio.c `io_mem_abort`), so the bytes of the first page would
+//! wrongly go to, or come from, the device.
+//!
+//! [`straddle`] recognises that case and completes it correctly: it runs the
+//! instruction through kvm-nisv's emulator against a *shadow* of the vCPU
+//! registers (reads go to the vCPU, writes are kept aside), so every byte goes
+//! to or comes from its own IPA (RAM or device), and then lets KVM's own
+//! completion finish the instruction. `kvm_handle_mmio_return`
+//! (arch/arm64/kvm/mmio.c, 6.1 and 6.12) reads `len` bytes from `mmio.data`,
+//! sign-extends them per ESR.SSE, truncates per ESR.SF, byte-swaps for a
+//! big-endian guest, writes Rt and advances PC. So for a load `mmio.data` is set
+//! to the access's bytes in address order (the low `len` bytes of the value the
+//! emulator loaded, in the guest's data endianness); for a store the emulator
+//! already wrote every byte where it belongs and nothing else is needed. The
+//! shadowed register writes (Rt, PC) are dropped: KVM makes the same ones.
+//!
+//! Cost: only exits whose address is within `len` bytes of the start of a 4 KiB
+//! page (the tail of a straddle always is) pay for the decode (PC, PSTATE, the
+//! stage-1 registers, the base and index registers); the address computed from
+//! the instruction then tells whether the access really crosses the page.
+
+use kvm_nisv::decode::{Base, Extend, Insn, Offset, RegSlot, Writeback};
+use kvm_nisv::emulate::{Emulator, Outcome};
+use kvm_nisv::mem::GuestRam;
+use kvm_nisv::regs::{Reg, RegError, SysReg, VcpuRegs};
+
+use crate::bus::Bus;
+
+/// 4 KiB: the smallest granule, so every page boundary is a 4 KiB boundary.
+const PAGE: u64 = 0x1000;
+/// PSTATE.M\[0\]: SP_ELx selected.
+const PSTATE_SP: u64 = 1;
+/// SCTLR_EL1.EE (EL1 data endianness) and SCTLR_EL1.E0E (EL0).
+const SCTLR_EE: u64 = 1 << 25;
+const SCTLR_E0E: u64 = 1 << 24;
+
+/// Register reads go to the vCPU; writes are recorded, not made.
+struct Shadow<'a> {
+    inner: &'a mut dyn VcpuRegs,
+    writes: Vec<(Reg, u64)>,
+}
+
+impl VcpuRegs for Shadow<'_> {
+    fn get(&mut self, reg: Reg) -> Result<u64, RegError> {
+        match self.writes.iter().rev().find(|(r, _)| *r == reg) {
+            Some(&(_, v)) => Ok(v),
+            None => self.inner.get(reg),
+        }
+    }
+    fn set(&mut self, reg: Reg, value: u64) -> Result<(), RegError> {
+        self.writes.push((reg, value));
+        Ok(())
+    }
+    fn get_v(&mut self, n: u8) -> Result<u128, RegError> {
+        self.inner.get_v(n)
+    }
+    fn set_v(&mut self, _n: u8, _value: u128) -> Result<(), RegError> {
+        // An ISV=1 access never targets a SIMD&FP register; refuse rather
+        // than lose the write.
+        Err(RegError::Unavailable(format!("V{_n} (shadowed)")))
+    }
+}
+
+/// The cheap pre-check: could an MMIO exit of `len` bytes at `addr` be the
+/// second part of a page-straddling access?
+pub fn may_straddle(addr: u64, len: usize) -> bool {
+    len > 1 && addr % PAGE < len as u64
+}
+
+/// The virtual address `insn` accesses, from the vCPU's registers.
+fn address(regs: &mut dyn VcpuRegs, insn: &Insn, pstate: u64) -> Option<u64> {
+    let base = match insn.base {
+        Base::X(n) if n < 31 => regs.get(Reg::X(n)).ok()?,
+        Base::X(_) => return None,
+        Base::Sp => {
+            let el1 = (pstate >> 2) & 3 == 1;
+            let r = if el1 && pstate & PSTATE_SP != 0 {
+                Reg::SpEl1
+            } else {
+                Reg::SpEl0
+            };
+            regs.get(r).ok()?
+        }
+        Base::Pc => return None,
+    };
+    let off = match insn.offset {
+        Offset::Imm(i) => i as u64,
+        Offset::Reg { m, extend, shift } => {
+            let v = if m == 31 {
+                0
+            } else {
+                regs.get(Reg::X(m)).ok()?
+            };
+            let v = match extend {
+                Extend::Uxtw => v & 0xffff_ffff,
+                Extend::Sxtw => v as u32 as i32 as i64 as u64,
+                Extend::Lsl | Extend::Sxtx => v,
+            };
+            v.checked_shl(u32::from(shift))?
+        }
+    };
+    Some(base.wrapping_add(off))
+}
+
+/// Complete an MMIO exit that is the tail of a page-straddling single-register
+/// access. Returns `true` if it did (for a read, `read` now holds the bytes KVM
+/// must complete the load with; a write has been made, RAM and device parts
+/// each where they belong), `false` if the exit is an ordinary MMIO access (or
+/// anything here failed) and the caller handles it as usual. Nothing is accessed
+/// before the access is known to straddle.
+pub fn straddle(
+    regs: &mut dyn VcpuRegs,
+    ram: &dyn GuestRam,
+    bus: &Bus,
+    addr: u64,
+    read: Option<&mut [u8]>,
+    write: Option<&[u8]>,
+) -> bool {
+    let len = match (&read, write) {
+        (Some(d), _) => d.len(),
+        (None, Some(d)) => d.len(),
+        (None, None) => return false,
+    };
+    if !may_straddle(addr, len) {
+        return false;
+    }
+    let Ok(pc) = regs.get(Reg::Pc) else {
+        return false;
+    };
+    let Ok(pstate) = regs.get(Reg::Pstate) else {
+        return false;
+    };
+    let Ok(pc_ipa) = crate::adapter::translate(regs, ram, pc) else {
+        return false;
+    };
+    let mut w = [0u8; 4];
+    if ram.read(pc_ipa, &mut w).is_err() {
+        return false;
+    }
+    let Some(insn) = crate::adapter::decode(u32::from_le_bytes(w)) else {
+        return false;
+    };
+    let [el] = insn.elements.as_slice() else {
+        return false;
+    };
+    let RegSlot::Gpr { .. } = el.reg else {
+        return false;
+    };
+    if insn.writeback != Writeback::None || usize::from(el.size) != len {
+        return false;
+    }
+    let Some(va) = address(regs, &insn, pstate) else {
+        return false;
+    };
+    let va = va.wrapping_add(u64::from(el.offset));
+    if va % PAGE + len as u64 <= PAGE {
+        return false; // Not a straddle: an ordinary MMIO access.
+    }
+    let big = match regs.get(Reg::Sys(SysReg::SctlrEl1)) {
+        Ok(s) if (pstate >> 2) & 3 == 0 => s & SCTLR_E0E != 0,
+        Ok(s) => s & SCTLR_EE != 0,
+        Err(_) => return false,
+    };
+    let mut shadow = Shadow {
+        inner: regs,
+        writes: Vec::new(),
+    };
+    let mut emu = Emulator::new();
+    let mut b = bus;
+    match emu.emulate_insn(&mut shadow, &ram, &mut b, &insn, None) {
+        Ok(Outcome::Emulated { .. }) => {}
+        r => {
+            log::warn!("straddling MMIO access at {addr:#x} (va {va:#x}) not emulated: {r:?}");
+            return false;
+        }
+    }
+    if let Some(data) = read {
+        let v = shadow
+            .writes
+            .iter()
+            .find_map(|(r, v)| matches!(r, Reg::X(_)).then_some(*v))
+            .unwrap_or(0);
+        let bytes = v.to_le_bytes();
+        for (i, d) in data.iter_mut().enumerate() {
+            let j = if big { len - 1 - i } else { i };
+            *d = bytes.get(j).copied().unwrap_or(0);
+        }
+    }
+    true
+}
