@@ -24,12 +24,18 @@
 //! already wrote every byte where it belongs and nothing else is needed. The
 //! shadowed register writes (Rt, PC) are dropped: KVM makes the same ones.
 //!
+//! The same holds for the head of a straddle (device page, then RAM through
+//! another mapping): KVM reports the whole size at the first byte's IPA and the
+//! bytes past the page end would be looked up at the next IPA, which is not
+//! where the guest's mapping puts them.
+//!
 //! Cost: only exits whose address is within `len` bytes of the start of a 4 KiB
-//! page (the tail of a straddle always is) pay for the decode (PC, PSTATE, the
+//! page (the tail of a straddle always is) or whose range crosses a 4 KiB
+//! boundary (the head) pay for the decode (PC, PSTATE, the
 //! stage-1 registers, the base and index registers); the address computed from
 //! the instruction then tells whether the access really crosses the page.
 
-use kvm_nisv::decode::{Base, Extend, Insn, Offset, RegSlot, Writeback};
+use kvm_nisv::decode::{Base, Extend, Insn, LoadExt, Offset, Op, RegSlot, Writeback};
 use kvm_nisv::emulate::{Emulator, Outcome};
 use kvm_nisv::mem::GuestRam;
 use kvm_nisv::regs::{Reg, RegError, SysReg, VcpuRegs};
@@ -71,10 +77,13 @@ impl VcpuRegs for Shadow<'_> {
     }
 }
 
-/// The cheap pre-check: could an MMIO exit of `len` bytes at `addr` be the
-/// second part of a page-straddling access?
+/// The cheap pre-check: could an MMIO exit of `len` bytes at `addr` be part
+/// of a page-straddling access? Either the tail (the address is within `len`
+/// bytes of the start of a 4 KiB page: the CPU reported the second page) or
+/// the head (the reported range itself crosses into the next page).
 pub fn may_straddle(addr: u64, len: usize) -> bool {
-    len > 1 && addr % PAGE < len as u64
+    let (off, len) = (addr % PAGE, len as u64);
+    len > 1 && (off < len || off + len > PAGE)
 }
 
 /// The virtual address `insn` accesses, from the vCPU's registers.
@@ -197,4 +206,145 @@ pub fn straddle(
         }
     }
     true
+}
+
+/// PSTATE.BTYPE, cleared by KVM's own PC advance (`kvm_skip_instr`).
+const PSTATE_BTYPE: u64 = 3 << 10;
+
+/// The value a sign-extending load of `data` (the bytes in address order)
+/// leaves in its destination register.
+pub fn sign_extended(data: &[u8], big: bool, ext: LoadExt) -> u64 {
+    let mut b = [0u8; 8];
+    let n = data.len().min(8);
+    let raw = if big {
+        b[8 - n..].copy_from_slice(&data[..n]);
+        u64::from_be_bytes(b)
+    } else {
+        b[..n].copy_from_slice(&data[..n]);
+        u64::from_le_bytes(b)
+    };
+    let sh = 64 - 8 * n.max(1) as u32;
+    let v = (((raw << sh) as i64) >> sh) as u64;
+    match ext {
+        LoadExt::Sign32 => v & 0xffff_ffff,
+        LoadExt::Sign64 => v,
+        LoadExt::Zero => raw,
+    }
+}
+
+/// Complete a sign-extending load (LDRSB/LDRSH/LDRSW) that KVM would
+/// complete wrongly, and return `true` if it did: the caller must then stop KVM
+/// from completing the `KVM_EXIT_MMIO` itself (set `kvm_run.exit_reason` to
+/// anything but `KVM_EXIT_MMIO` before the next `KVM_RUN`; arch/arm64/kvm/arm.c
+/// `kvm_arch_vcpu_ioctl_run` only calls `kvm_handle_mmio_return` when it is).
+///
+/// Why: `kvm_handle_mmio_return` (arch/arm64/kvm/mmio.c, 6.1 and 6.12)
+/// sign-extends the data per ESR.SSE and then passes it through
+/// `vcpu_data_host_to_guest` (arch/arm64/include/asm/kvm_emulate.h), which
+/// masks it back to `len` bytes (`data & 0xff`, `data & 0xffff`, ...) in both
+/// endiannesses: the sign extension is lost and the register is
+/// zero-extended. This writes the destination register and PC (+4, clearing
+/// PSTATE.BTYPE as KVM would) itself. Only reads shorter than 8 bytes whose
+/// first or last byte has its top bit set (the sign bit, in either data
+/// endianness) are decoded; for every other value zero- and sign-extension
+/// agree.
+pub fn sign_extend(regs: &mut dyn VcpuRegs, ram: &dyn GuestRam, data: &[u8]) -> bool {
+    let len = data.len();
+    let (Some(first), Some(last)) = (data.first(), data.last()) else {
+        return false;
+    };
+    if len >= 8 || (first | last) & 0x80 == 0 {
+        return false;
+    }
+    let Ok(pc) = regs.get(Reg::Pc) else {
+        return false;
+    };
+    let Ok(pstate) = regs.get(Reg::Pstate) else {
+        return false;
+    };
+    let Ok(pc_ipa) = crate::adapter::translate(regs, ram, pc) else {
+        return false;
+    };
+    let mut w = [0u8; 4];
+    if ram.read(pc_ipa, &mut w).is_err() {
+        return false;
+    }
+    let Some(insn) = crate::adapter::decode(u32::from_le_bytes(w)) else {
+        return false;
+    };
+    let [el] = insn.elements.as_slice() else {
+        return false;
+    };
+    let RegSlot::Gpr { n, ext } = el.reg else {
+        return false;
+    };
+    if insn.op != Op::Load
+        || ext == LoadExt::Zero
+        || insn.writeback != Writeback::None
+        || usize::from(el.size) != len
+    {
+        return false;
+    }
+    let big = match regs.get(Reg::Sys(SysReg::SctlrEl1)) {
+        Ok(s) if (pstate >> 2) & 3 == 0 => s & SCTLR_E0E != 0,
+        Ok(s) => s & SCTLR_EE != 0,
+        Err(_) => return false,
+    };
+    let v = sign_extended(data, big, ext);
+    if n < 31 && regs.set(Reg::X(n), v).is_err() {
+        return false;
+    }
+    if pstate & PSTATE_BTYPE != 0 && regs.set(Reg::Pstate, pstate & !PSTATE_BTYPE).is_err() {
+        return false;
+    }
+    // If this fails after Xn was written, KVM still completes the load (Xn
+    // zero-extended, PC + 4): the same result as without this function.
+    regs.set(Reg::Pc, pc.wrapping_add(4)).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pre_check_is_cheap_and_catches_both_ends() {
+        // Tail: the CPU reported the second page.
+        assert!(may_straddle(0x1000_0000, 8));
+        assert!(may_straddle(0x1000_0004, 8));
+        // Head: the reported range crosses the page end.
+        assert!(may_straddle(0x1000_0ffd, 8));
+        assert!(may_straddle(0x1000_0fff, 2));
+        // Ordinary accesses inside a page are not looked at.
+        assert!(!may_straddle(0x1000_0008, 8));
+        assert!(!may_straddle(0x1000_0ff8, 8));
+        assert!(!may_straddle(0x1000_0000, 1));
+        assert!(!may_straddle(0x1000_0800, 4));
+    }
+
+    #[test]
+    fn sign_extension_per_size_endianness_and_destination() {
+        assert_eq!(
+            sign_extended(&[0x80], false, LoadExt::Sign64),
+            0xffff_ffff_ffff_ff80
+        );
+        assert_eq!(sign_extended(&[0x80], false, LoadExt::Sign32), 0xffff_ff80);
+        assert_eq!(
+            sign_extended(&[0x34, 0x82], false, LoadExt::Sign64),
+            0xffff_ffff_ffff_8234
+        );
+        assert_eq!(
+            sign_extended(&[0x82, 0x34], true, LoadExt::Sign64),
+            0xffff_ffff_ffff_8234
+        );
+        assert_eq!(sign_extended(&[0x82, 0x34], false, LoadExt::Sign64), 0x3482);
+        assert_eq!(
+            sign_extended(&[1, 2, 3, 0xf0], false, LoadExt::Sign64),
+            0xffff_ffff_f003_0201
+        );
+        assert_eq!(
+            sign_extended(&[0xf0, 3, 2, 1], true, LoadExt::Sign32),
+            0xf003_0201
+        );
+        assert_eq!(sign_extended(&[0x7f], false, LoadExt::Sign64), 0x7f);
+    }
 }

@@ -563,7 +563,18 @@ mod kvm {
                         &mut KvmVcpu(&vcpu, inj.as_ref()),
                         Exit::MmioRead { addr, data },
                     );
+                    // KVM loses the sign extension of LDRSB/LDRSH/LDRSW (mmio_fixup.rs).
+                    let done = matches!(a, ExitAction::Continue)
+                        && crate::mmio_fixup::sign_extend(
+                            &mut KvmVcpu(&vcpu, inj.as_ref()),
+                            ram,
+                            buf.get(..n).unwrap_or(&[]),
+                        );
                     let run = vcpu.get_kvm_run();
+                    if done {
+                        // The load is complete: keep KVM_RUN from completing it again.
+                        run.exit_reason = 0; // KVM_EXIT_UNKNOWN
+                    }
                     // SAFETY: the last exit was KVM_EXIT_MMIO, so the mmio member is the live one;
                     // n <= 8 = the size of mmio.data.
                     let dst = unsafe { &mut run.__bindgen_anon_1.mmio.data };

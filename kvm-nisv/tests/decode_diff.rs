@@ -20,6 +20,9 @@
 //! * `exhaustive_load_store_space` (ignored; `scripts/decode-exhaustive`): all
 //!   2^30 words of the load/store space, on two threads.
 
+// The reference decoders are not built for musl (see Cargo.toml).
+#![cfg(not(target_env = "musl"))]
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 

@@ -71,9 +71,15 @@ fn ldxp_then_stxp_is_one_exit_and_succeeds() {
     let mut emu = Emulator::new();
     emu.emulate(&mut r, &ram, &mut bus, Some(DEV)).unwrap();
     assert_eq!(r.rf.x[3], 0);
-    assert_eq!(r.rf.x[4], u64::from_le_bytes([8, 9, 10, 11, 12, 13, 14, 15]));
+    assert_eq!(
+        r.rf.x[4],
+        u64::from_le_bytes([8, 9, 10, 11, 12, 13, 14, 15])
+    );
     assert_eq!(r.rf.pc, CODE + 8);
-    assert_eq!(bus.region(DEV)[8..16], 0x99aa_bbcc_ddee_ff00u64.to_le_bytes());
+    assert_eq!(
+        bus.region(DEV)[8..16],
+        0x99aa_bbcc_ddee_ff00u64.to_le_bytes()
+    );
 }
 
 #[test]

@@ -283,11 +283,14 @@ impl Engine {
         }
         if class == Class::DcZva {
             // DC ZVA to any type of Device memory is an Alignment fault (Arm ARM,
-            // DC ZVA), so it only compares like with like: Normal memory on both
-            // sides, or the MMU off on both sides. The classes guests check the
-            // Device case separately.
-            let both_same = !self.layout.device_attrs || self.layout.sctlr & run::SCTLR_M == 0;
-            return self.feat.zva.is_some_and(|bs| bs <= self.layout.page) && both_same;
+            // DC ZVA). QEMU 7.2's TCG does not take it, the emulator does, so with
+            // the MMU off (Device-nGnRnE on both sides, phase 3) the RAM run would
+            // zero the block and the device run fault: that is a known TCG
+            // deviation, not something to compare (docs/oracle.md, "Known
+            // limits"). Only Normal memory on both sides is compared; the classes
+            // guests check the Device case and print which behaviour they saw.
+            let normal = !self.layout.device_attrs && self.layout.sctlr & run::SCTLR_M != 0;
+            return self.feat.zva.is_some_and(|bs| bs <= self.layout.page) && normal;
         }
         true
     }

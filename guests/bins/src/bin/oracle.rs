@@ -183,6 +183,11 @@ fn guest_main() -> u8 {
             feat,
             seed ^ 2,
         );
+        if feat.zva.is_some() && !e.supports(Class::DcZva) {
+            println!(
+                "oracle: phase 3/3: dc-zva not generated: Device memory (MMU off), where QEMU TCG takes no Alignment fault (docs/oracle.md)"
+            );
+        }
         phase("3/3", &mut e, &mut rng, n_be, mask, &mut tot, count, t0, hz);
     } else {
         println!("oracle: phase 3/3 (big-endian): not run, ID_AA64MMFR0_EL1.BigEnd = 0");
