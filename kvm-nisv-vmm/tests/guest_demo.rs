@@ -36,12 +36,24 @@ fn guest_demo_traces_nisv_exits_of_several_classes() {
         "expected many traced NISV exits, got {}",
         traced.len()
     );
-    // Each traced exit shows the disassembled instruction; look for several
-    // syndrome-less classes by their mnemonics.
-    for m in ["stp ", "ldp ", "ld1 ", "st4 ", "ldadd", "cas"] {
+    // Each traced exit shows the disassembled instruction after `iss=...: `;
+    // the guest draws its instructions at random per class, so count distinct
+    // mnemonics rather than expecting particular ones.
+    let mnemonics: std::collections::BTreeSet<&str> = traced
+        .iter()
+        .filter_map(|l| l.split(": ").nth(2))
+        .filter_map(|t| t.split_whitespace().next())
+        .collect();
+    assert!(
+        mnemonics.len() >= 10,
+        "expected NISV exits of >= 10 distinct mnemonics, got {mnemonics:?}"
+    );
+    for family in [["stp", "ldp"], ["st1", "ld1"], ["cas", "casp"]] {
         assert!(
-            traced.iter().any(|l| l.contains(m)),
-            "no traced NISV exit for `{m}`"
+            mnemonics
+                .iter()
+                .any(|m| family.iter().any(|f| m.starts_with(f))),
+            "no traced NISV exit of the {family:?} family in {mnemonics:?}"
         );
     }
     let summary = r
