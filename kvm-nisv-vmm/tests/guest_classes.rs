@@ -58,6 +58,13 @@ fn classes(name: &str) {
     }
     assert_eq!(r.code(), Some(0), "{name} did not exit 0\n{}", r.dump());
     for c in CLASSES {
+        // With the MMU off all data memory is Device-nGnRnE, where DC ZVA must
+        // take an alignment fault (Arm ARM, DC ZVA) and QEMU's TCG does not:
+        // the guest checks that case separately (`check dc-zva-device`) and
+        // compares the class only on Normal memory (docs/oracle.md).
+        if c == "dc-zva" && name == "classes-mmu-off" {
+            continue;
+        }
         let want = format!("{name}: class {c}: PASS (");
         assert!(
             r.lines().any(|l| l.starts_with(&want)),
