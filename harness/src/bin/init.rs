@@ -231,6 +231,9 @@ fn main() -> ExitCode {
             std::env::set_var("KVM_NISV_VMM", "/bin/kvm-nisv-vmm");
         }
         std::env::set_var("KVM_NISV_GUESTS", "/guests");
+        if Path::new("/linux/Image").exists() {
+            std::env::set_var("KVM_NISV_LINUX_IMAGE", "/linux/Image");
+        }
         // Under TCG every instruction is emulated (10-50x slower than the
         // host): scale the decoder's seeded random differential test (10
         // million words on the host, tests/decode_diff.rs) down unless the
