@@ -132,6 +132,53 @@ fn stop(status: i32, message: impl Into<String>) -> ExitAction {
     })
 }
 
+/// The data of an MMIO access that [`split_access`] spreads over its pieces.
+enum Piece<'a> {
+    Read(&'a mut [u8]),
+    Write(&'a [u8]),
+}
+
+/// An access that no single device claims but that covers a device window and
+/// RAM side by side (see [`pieces`]): performs each piece on its own target.
+/// Fails with `NoDevice` when the access is not made of such pieces.
+fn split_access(ctx: &ExitCtx<'_>, addr: u64, mut data: Piece<'_>) -> Result<(), BusError> {
+    let len = match &data {
+        Piece::Read(d) => d.len(),
+        Piece::Write(d) => d.len(),
+    };
+    let ps = match pieces(ctx.bus, ctx.ram, addr, len) {
+        Some(ps) if ps.len() > 1 => ps,
+        _ => return Err(BusError::NoDevice { ipa: addr, len }),
+    };
+    let ram_err = |a, n| BusError::NoDevice { ipa: a, len: n };
+    for (a, n, dev) in ps {
+        let off = (a - addr) as usize;
+        let _ = match &mut data {
+            Piece::Read(d) => {
+                let Some(d) = d.get_mut(off..off + n) else {
+                    break;
+                };
+                if dev {
+                    ctx.bus.read(a, d)
+                } else {
+                    ctx.ram.read(a, d).map_err(|_| ram_err(a, n))
+                }
+            }
+            Piece::Write(d) => {
+                let Some(d) = d.get(off..off + n) else {
+                    break;
+                };
+                if dev {
+                    ctx.bus.write(a, d)
+                } else {
+                    ctx.ram.write(a, d).map_err(|_| ram_err(a, n))
+                }
+            }
+        };
+    }
+    Ok(())
+}
+
 /// Split `[addr, addr + len)` into pieces each wholly inside one device or in
 /// RAM (an access that straddles the test device's data window and RAM, which
 /// are adjacent). `None` when some byte is neither.
@@ -181,48 +228,12 @@ fn mmio(
         (Some(data), _) => {
             data.fill(0);
             match ctx.bus.read(addr, data) {
-                Err(BusError::NoDevice { .. }) => match pieces(ctx.bus, ctx.ram, addr, len) {
-                    Some(ps) if ps.len() > 1 => {
-                        for (a, n, dev) in ps {
-                            let off = (a - addr) as usize;
-                            let Some(d) = data.get_mut(off..off + n) else {
-                                break;
-                            };
-                            let _ = if dev {
-                                ctx.bus.read(a, d)
-                            } else {
-                                ctx.ram
-                                    .read(a, d)
-                                    .map_err(|_| BusError::NoDevice { ipa: a, len: n })
-                            };
-                        }
-                        Ok(())
-                    }
-                    _ => Err(BusError::NoDevice { ipa: addr, len }),
-                },
+                Err(BusError::NoDevice { .. }) => split_access(ctx, addr, Piece::Read(data)),
                 r => r,
             }
         }
         (None, Some(data)) => match ctx.bus.write(addr, data) {
-            Err(BusError::NoDevice { .. }) => match pieces(ctx.bus, ctx.ram, addr, len) {
-                Some(ps) if ps.len() > 1 => {
-                    for (a, n, dev) in ps {
-                        let off = (a - addr) as usize;
-                        let Some(d) = data.get(off..off + n) else {
-                            break;
-                        };
-                        let _ = if dev {
-                            ctx.bus.write(a, d)
-                        } else {
-                            ctx.ram
-                                .write(a, d)
-                                .map_err(|_| BusError::NoDevice { ipa: a, len: n })
-                        };
-                    }
-                    Ok(())
-                }
-                _ => Err(BusError::NoDevice { ipa: addr, len }),
-            },
+            Err(BusError::NoDevice { .. }) => split_access(ctx, addr, Piece::Write(data)),
             r => r,
         },
         (None, None) => Ok(()),
