@@ -7,6 +7,8 @@
 
 #![deny(missing_docs)]
 
+extern crate alloc;
+
 pub mod cap;
 pub mod decode;
 pub mod emulate;

@@ -1,0 +1,634 @@
+// Copyright 2026 The kvm-nisv Authors.
+// SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+
+//! The load/store emulator.
+//!
+//! [`Emulator::emulate`] executes, on behalf of the guest, the instruction at
+//! the guest's PC that took a data abort without a valid syndrome: it fetches
+//! the word through the stage-1 walker, decodes it, translates every element of
+//! the access on its own, checks everything (translation, permissions,
+//! alignment, that each target is RAM or a device) before any side effect, then
+//! performs the element accesses in architectural order, writes the
+//! destination registers, applies base writeback and advances the PC.
+//!
+//! The full model (splitting rules for device accesses, the exclusive monitor,
+//! DC ZVA, what a fault leaves behind, the `fault_ipa` cross-check) is in
+//! `docs/emulator.md`. The work is split along what it models: [`plan`]
+//! (address, alignment, translation and splitting: pure), `access` (element
+//! accesses on RAM and the bus), `writeback` (registers, base, PC/PSTATE) and
+//! `exclusive` (the monitor and the fused LDXR + STXR). In short:
+//!
+//! - **Splitting.** An element is split where its translation ends (a page or
+//!   block boundary); each piece is translated on its own. A piece that is RAM
+//!   is one [`GuestRam`] access. A piece on the MMIO bus becomes naturally
+//!   aligned bus accesses of at most 8 bytes, at increasing addresses: the
+//!   largest of 8/4/2/1 bytes that is aligned and fits (a 16-byte Q element is
+//!   two 8-byte accesses; a 3-byte piece at an odd address is 1 + 2 bytes).
+//! - **Endianness.** Each element is byte-reversed at its own size when the
+//!   data endianness (SCTLR_EL1.EE at EL1, E0E at EL0) is big; bus data is in
+//!   address order either way.
+//! - **Exclusive monitor.** One per [`Emulator`] (so one emulator per vCPU): an
+//!   emulated load-exclusive arms it with its address and size; an emulated
+//!   store-exclusive succeeds (status 0) only if it is armed with exactly that
+//!   address and size, and always disarms it.
+//! - **Faults.** Every check happens before any access, so an
+//!   [`Outcome::GuestFault`] or [`Outcome::NoDevice`] leaves registers and
+//!   memory unchanged. A host-side failure during the accesses (a device
+//!   rejecting an access, a register write failing) is an [`EmulateError`] and
+//!   may leave the accesses made so far behind.
+
+mod access;
+mod exclusive;
+pub mod plan;
+mod writeback;
+
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+
+use crate::decode::{Base, Class, Insn, Offset, Op, RegSlot, Unsupported, VecWrite, Writeback};
+use crate::mem::{BusError, GuestRam, MemError, MmioBus};
+use crate::regs::{Reg, RegError, SysReg, VcpuRegs};
+use crate::stage1::{self, AccessKind, El, SCTLR_DZE, Stage1Fault, Stage1Regs};
+
+use self::access::mask;
+use self::exclusive::Monitor;
+use self::plan::{AccessSpec, Problem};
+use self::writeback::{Commit, Results};
+
+/// PSTATE.nRW (M\[4\]): the guest is in AArch32.
+const PSTATE_NRW: u64 = 1 << 4;
+/// PSTATE.M\[0\] in AArch64: SP_ELx selected (SPSel).
+const PSTATE_SP: u64 = 1 << 0;
+/// PSTATE.PAN.
+const PSTATE_PAN: u64 = 1 << 22;
+/// PSTATE.UAO: LDTR/STTR at EL1 behave as ordinary accesses.
+const PSTATE_UAO: u64 = 1 << 23;
+
+/// A fault the guest should see, as the hardware would have reported it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct GuestFault {
+    /// The faulting virtual address (FAR_EL1): the address of the first byte
+    /// that faulted (for DC ZVA, the address in Xt).
+    pub va: u64,
+    /// Fault kind and lookup level.
+    pub fault: Stage1Fault,
+    /// Whether the faulting access was a write (ESR_EL1.ISS.WnR). Atomic
+    /// read-modify-write accesses, CAS and DC ZVA report a write.
+    pub write: bool,
+    /// The exception level the fault is taken from (selects the EC).
+    pub from_el: El,
+}
+
+impl GuestFault {
+    /// ESR_EL1.ISS.DFSC.
+    pub fn dfsc(&self) -> u8 {
+        self.fault.dfsc()
+    }
+
+    /// ESR_EL1.ISS for this data abort: ISV = 0 (no syndrome, like the abort
+    /// that brought us here), WnR, DFSC. CM is 0 (DC ZVA is reported as a write,
+    /// not as cache maintenance).
+    pub fn iss(&self) -> u32 {
+        u32::from(self.dfsc()) | (u32::from(self.write) << 6)
+    }
+
+    /// The whole ESR_EL1 value: EC 0x24 (Data Abort from a lower EL) when taken
+    /// from EL0, 0x25 (same EL) from EL1; IL = 1; ISS.
+    pub fn esr(&self) -> u64 {
+        let ec: u64 = match self.from_el {
+            El::El0 => 0x24,
+            El::El1 => 0x25,
+        };
+        (ec << 26) | (1 << 25) | u64::from(self.iss())
+    }
+}
+
+/// What happened to the instruction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// All accesses were made, registers written, writeback applied, PC += 4.
+    Emulated {
+        /// The instruction.
+        insn: Insn,
+    },
+    /// A target is neither RAM nor a device: the caller injects an external
+    /// data abort. Guest state is unchanged.
+    NoDevice {
+        /// The instruction.
+        insn: Insn,
+        /// Virtual address of the first byte without RAM or device.
+        va: u64,
+        /// Its IPA.
+        ipa: u64,
+    },
+    /// The instruction cannot be emulated: the decoder does not know it, the
+    /// guest is in AArch32 or not at EL0/EL1 (`word` is 0 then: nothing was
+    /// fetched), DC ZVA is prohibited (DCZID_EL0.DZP, or EL0 with SCTLR_EL1.DZE = 0),
+    /// or the decoded description is inconsistent. Guest state is unchanged.
+    Unsupported {
+        /// The instruction word.
+        word: u32,
+        /// Its address.
+        pc: u64,
+    },
+    /// A translation, permission, access flag, address size or alignment fault
+    /// the guest should see. Guest state is unchanged.
+    GuestFault(GuestFault),
+}
+
+/// Why the instruction at PC could not be fetched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FetchFailure {
+    /// The PC is not 4-byte aligned.
+    #[error("PC is not aligned")]
+    Misaligned,
+    /// Stage-1 translation of the PC faulted: the guest changed its tables, or
+    /// the walker disagrees with the hardware.
+    #[error("{0}")]
+    Fault(Stage1Fault),
+    /// The PC's IPA is not guest RAM.
+    #[error("PC's IPA {ipa:#x} is not RAM")]
+    NotRam {
+        /// The translated PC.
+        ipa: u64,
+    },
+}
+
+/// Host-side failures: the VMM has a problem, not (necessarily) the guest.
+#[derive(Debug, thiserror::Error)]
+pub enum EmulateError {
+    /// A register could not be read or written.
+    #[error("register access failed: {0}")]
+    Regs(#[from] RegError),
+    /// The instruction at PC could not be fetched.
+    #[error("cannot fetch the instruction at PC {pc:#x}: {reason}")]
+    Fetch {
+        /// The guest PC.
+        pc: u64,
+        /// Why.
+        reason: FetchFailure,
+    },
+    /// `fault_ipa` was given and no byte of the instruction's accesses lies in
+    /// its 4 KiB page: the guest changed its translation tables between the
+    /// fault and the walk, or the walker disagrees with the hardware. Nothing
+    /// was accessed; resuming the vCPU retries the instruction.
+    #[error("fault IPA {fault_ipa:#x} is not in a page the instruction accesses")]
+    FaultIpaMismatch {
+        /// The IPA KVM reported.
+        fault_ipa: u64,
+    },
+    /// A guest RAM access failed after the checks passed.
+    #[error("guest RAM access failed: {0}")]
+    Mem(#[from] MemError),
+    /// A device rejected an access after the checks passed; earlier accesses of
+    /// the instruction have been made.
+    #[error("MMIO access failed: {0}")]
+    Bus(#[from] BusError),
+}
+
+/// Counts of outcomes, for the VMM to print.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Emulated instructions per class.
+    pub emulated: BTreeMap<Class, u64>,
+    /// [`Outcome::NoDevice`] results.
+    pub no_device: u64,
+    /// [`Outcome::Unsupported`] results.
+    pub unsupported: u64,
+    /// [`Outcome::GuestFault`] results.
+    pub guest_faults: u64,
+    /// Errors.
+    pub errors: u64,
+}
+
+impl core::fmt::Display for Counters {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for (class, n) in &self.emulated {
+            writeln!(f, "{class:?}: {n}")?;
+        }
+        writeln!(f, "no device: {}", self.no_device)?;
+        writeln!(f, "unsupported: {}", self.unsupported)?;
+        writeln!(f, "guest faults: {}", self.guest_faults)?;
+        write!(f, "errors: {}", self.errors)
+    }
+}
+
+/// The emulator. Keep one per vCPU: it holds that vCPU's exclusive monitor
+/// and cached ID register values.
+#[derive(Clone, Debug, Default)]
+pub struct Emulator {
+    dczid: Option<u64>,
+    pa_bits: Option<u8>,
+    monitor: Option<Monitor>,
+    counters: Counters,
+}
+
+/// Register reads cached for one emulation: each read of a KVM vCPU is an ioctl.
+struct Cache<'a, R: VcpuRegs + ?Sized> {
+    regs: &'a mut R,
+    vals: Vec<(Reg, u64)>,
+    v: Vec<(u8, u128)>,
+}
+
+impl<'a, R: VcpuRegs + ?Sized> Cache<'a, R> {
+    fn new(regs: &'a mut R) -> Self {
+        Cache {
+            regs,
+            vals: Vec::new(),
+            v: Vec::new(),
+        }
+    }
+
+    fn get(&mut self, reg: Reg) -> Result<u64, RegError> {
+        if let Some(&(_, v)) = self.vals.iter().find(|(r, _)| *r == reg) {
+            return Ok(v);
+        }
+        let v = self.regs.get(reg)?;
+        self.vals.push((reg, v));
+        Ok(v)
+    }
+
+    /// Xn, with 31 reading as zero (XZR).
+    fn x(&mut self, n: u8) -> Result<u64, RegError> {
+        if n == 31 { Ok(0) } else { self.get(Reg::X(n)) }
+    }
+
+    fn vreg(&mut self, n: u8) -> Result<u128, RegError> {
+        if let Some(&(_, v)) = self.v.iter().find(|(r, _)| *r == n) {
+            return Ok(v);
+        }
+        let v = self.regs.get_v(n)?;
+        self.v.push((n, v));
+        Ok(v)
+    }
+}
+
+impl Emulator {
+    /// A new emulator with nothing cached.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Use this DCZID_EL0 value instead of reading the register (for VMMs whose
+    /// vCPU backend does not expose it).
+    pub fn with_dczid(mut self, dczid: u64) -> Self {
+        self.dczid = Some(dczid);
+        self
+    }
+
+    /// Use this physical address size (ID_AA64MMFR0_EL1.PARange, in bits)
+    /// instead of reading the register.
+    pub fn with_pa_bits(mut self, bits: u8) -> Self {
+        self.pa_bits = Some(bits);
+        self
+    }
+
+    /// Outcome counters so far.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Clear the exclusive monitor (call it when the vCPU takes an exception
+    /// the VMM injects, like CLREX would).
+    pub fn clear_monitor(&mut self) {
+        self.monitor = None;
+    }
+
+    /// Emulate the instruction at the guest's PC.
+    ///
+    /// `fault_ipa` is the IPA KVM reported (`arm_nisv.fault_ipa`), if any: the
+    /// instruction must access a byte in that 4 KiB page, else
+    /// [`EmulateError::FaultIpaMismatch`].
+    pub fn emulate<R: VcpuRegs, M: GuestRam, B: MmioBus>(
+        &mut self,
+        regs: &mut R,
+        ram: &M,
+        bus: &mut B,
+        fault_ipa: Option<u64>,
+    ) -> Result<Outcome, EmulateError> {
+        let r = self.emulate_with(regs, ram, bus, fault_ipa, None);
+        self.count(&r);
+        match &r {
+            Ok(Outcome::Emulated { insn }) if insn.op == Op::LoadExclusive => {
+                self.fuse_store_exclusive(regs, ram, bus).unwrap_or(r)
+            }
+            _ => r,
+        }
+    }
+
+    /// Emulate an already decoded instruction located at the guest's PC (the
+    /// word is not fetched). For tests and for callers with their own decoder.
+    pub fn emulate_insn<R: VcpuRegs, M: GuestRam, B: MmioBus>(
+        &mut self,
+        regs: &mut R,
+        ram: &M,
+        bus: &mut B,
+        insn: &Insn,
+        fault_ipa: Option<u64>,
+    ) -> Result<Outcome, EmulateError> {
+        let r = self.emulate_with(regs, ram, bus, fault_ipa, Some(insn));
+        self.count(&r);
+        r
+    }
+
+    fn count(&mut self, r: &Result<Outcome, EmulateError>) {
+        let c = &mut self.counters;
+        match r {
+            Ok(Outcome::Emulated { insn }) => *c.emulated.entry(insn.class).or_insert(0) += 1,
+            Ok(Outcome::NoDevice { .. }) => c.no_device += 1,
+            Ok(Outcome::Unsupported { .. }) => c.unsupported += 1,
+            Ok(Outcome::GuestFault(_)) => c.guest_faults += 1,
+            Err(_) => c.errors += 1,
+        }
+    }
+
+    fn emulate_with<R: VcpuRegs, M: GuestRam, B: MmioBus>(
+        &mut self,
+        regs: &mut R,
+        ram: &M,
+        bus: &mut B,
+        fault_ipa: Option<u64>,
+        given: Option<&Insn>,
+    ) -> Result<Outcome, EmulateError> {
+        let mut c = Cache::new(regs);
+        let pstate = c.get(Reg::Pstate)?;
+        let pc = c.get(Reg::Pc)?;
+        if pstate & PSTATE_NRW != 0 {
+            return Ok(Outcome::Unsupported { word: 0, pc });
+        }
+        let el = match (pstate >> 2) & 3 {
+            0 => El::El0,
+            1 => El::El1,
+            _ => return Ok(Outcome::Unsupported { word: 0, pc }),
+        };
+        let mut s1 = Stage1Regs::read_with(c.regs, &mut self.pa_bits)?;
+        s1.pan = pstate & PSTATE_PAN != 0;
+
+        let decoded;
+        let insn = match given {
+            Some(i) => i,
+            None => {
+                let word = fetch(&s1, pc, el, ram)?;
+                match decode_word(word) {
+                    Ok(i) => {
+                        decoded = i;
+                        &decoded
+                    }
+                    Err(_) => return Ok(Outcome::Unsupported { word, pc }),
+                }
+            }
+        };
+        let unsupported = Outcome::Unsupported {
+            word: insn.word,
+            pc,
+        };
+        if !consistent(insn) {
+            return Ok(unsupported);
+        }
+
+        // The EL whose permissions apply: LDTR/STTR at EL1 are checked as EL0
+        // unless PSTATE.UAO is set (Arm ARM C6.2 LDTR: the access is
+        // unprivileged when PSTATE.EL is EL1 and PSTATE.UAO is 0). Endianness
+        // follows PSTATE.EL (pseudocode `BigEndian()`).
+        let acc_el = if insn.unprivileged && el == El::El1 && pstate & PSTATE_UAO == 0 {
+            El::El0
+        } else {
+            el
+        };
+        let big = s1.big_endian(el);
+        let sp_reg = if el == El::El1 && pstate & PSTATE_SP != 0 {
+            Reg::SpEl1
+        } else {
+            Reg::SpEl0
+        };
+
+        // Address: base + offset (the offset is zero for post-indexed forms).
+        let base_val = match insn.base {
+            Base::X(n) => c.x(n)?,
+            Base::Sp => c.get(sp_reg)?,
+            Base::Pc => pc,
+        };
+        let index = match insn.offset {
+            Offset::Reg { m, .. } => c.x(m)?,
+            Offset::Imm(_) => 0,
+        };
+        let addr = plan::address(insn, base_val, index);
+
+        let mut spec = AccessSpec::new(addr, el).with_perm_el(acc_el);
+        if insn.op == Op::ZeroBlock {
+            let dczid = match self.dczid {
+                Some(d) => d,
+                None => {
+                    let d = c.get(Reg::Sys(SysReg::DczidEl0))?;
+                    self.dczid = Some(d);
+                    d
+                }
+            };
+            // DCZID_EL0.DZP, or EL0 with SCTLR_EL1.DZE = 0: the instruction is
+            // not permitted (UNDEFINED / trapped), which we do not synthesise.
+            let bs = dczid & 0xf;
+            if dczid & (1 << 4) != 0 || bs > 9 || (el == El::El0 && s1.sctlr & SCTLR_DZE == 0) {
+                return Ok(unsupported);
+            }
+            spec = spec.with_zva_block(4u64 << bs);
+        }
+
+        // Plan: check and translate every piece before any side effect.
+        let p = match plan::plan(&s1, insn, &spec, ram, bus) {
+            Ok(p) => p,
+            Err(f) => return Ok(Outcome::GuestFault(f)),
+        };
+        if let Some(f) = fault_ipa
+            && !p.touches_page(f)
+        {
+            return Err(EmulateError::FaultIpaMismatch { fault_ipa: f });
+        }
+        match p.problem() {
+            Some(Problem::Fault(gf)) => return Ok(Outcome::GuestFault(gf)),
+            Some(Problem::NoDevice { va, ipa }) => {
+                return Ok(Outcome::NoDevice {
+                    insn: insn.clone(),
+                    va,
+                    ipa,
+                });
+            }
+            None => {}
+        }
+        let plans = p.elements();
+
+        // Read every source register before any side effect, so that a failed
+        // read leaves the guest unchanged.
+        let mut src: Vec<u128> = Vec::with_capacity(plans.len());
+        if matches!(
+            insn.op,
+            Op::Store | Op::StoreExclusive { .. } | Op::CompareAndSwap { .. }
+        ) {
+            for e in &insn.elements {
+                src.push(read_slot(&mut c, e.reg, usize::from(e.size))?);
+            }
+        }
+        let mut operands: Vec<u64> = Vec::new();
+        match insn.op {
+            Op::Atomic { s, .. } => operands.push(c.x(s)?),
+            Op::CompareAndSwap { s } => {
+                for i in 0..insn.elements.len() {
+                    operands.push(c.x(s.saturating_add(i as u8).min(31))?);
+                }
+            }
+            _ => {}
+        }
+        let old_v: Vec<(u8, u128)> = match insn.vec_write {
+            VecWrite::MergeLanes if matches!(insn.op, Op::Load | Op::LoadExclusive) => {
+                let mut v = Vec::new();
+                for e in &insn.elements {
+                    if let RegSlot::Vec { n, .. } = e.reg {
+                        v.push((n, c.vreg(n)?));
+                    }
+                }
+                v
+            }
+            _ => Vec::new(),
+        };
+        let writeback = match insn.writeback {
+            Writeback::None => None,
+            Writeback::Pre => Some(addr),
+            Writeback::PostImm(i) => Some(base_val.wrapping_add(i as u64)),
+            Writeback::PostReg(m) => Some(base_val.wrapping_add(c.x(m)?)),
+        };
+
+        // Perform. Hardware-managed descriptor updates go first, as the walk
+        // precedes the access.
+        for u in p.updates() {
+            u.apply(ram);
+        }
+        let mut res = Results::default();
+        match insn.op {
+            Op::Load | Op::LoadExclusive => {
+                res.loaded = access::load_all(ram, bus, plans, big)?;
+                if insn.op == Op::LoadExclusive {
+                    self.arm_monitor(addr, insn.elements.total_bytes());
+                }
+            }
+            Op::Store => access::store_all(ram, bus, plans, &src, big)?,
+            Op::StoreExclusive { s } => {
+                let pass = self.store_exclusive_passes(addr, insn.elements.total_bytes());
+                if pass {
+                    access::store_all(ram, bus, plans, &src, big)?;
+                }
+                res.status = Some((s, u64::from(!pass)));
+            }
+            Op::Atomic { op, .. } => {
+                // Exactly one element (checked by `consistent`).
+                if let (Some(p), Some(&rs)) = (plans.first(), operands.first()) {
+                    let old = access::atomic(ram, bus, p, op, rs, big)?;
+                    res.loaded.push(u128::from(old));
+                }
+            }
+            Op::CompareAndSwap { .. } => {
+                res.loaded = access::compare_and_swap(ram, bus, plans, &operands, &src, big)?;
+            }
+            Op::ZeroBlock => {
+                for p in plans {
+                    access::zero_block(ram, bus, p)?;
+                }
+            }
+        }
+
+        // Register results, writeback, PC.
+        let commit = Commit {
+            old_v: &old_v,
+            writeback,
+            sp_reg,
+            pc,
+            pstate,
+        };
+        writeback::commit(c.regs, insn, &res, &commit)?;
+        Ok(Outcome::Emulated { insn: insn.clone() })
+    }
+}
+
+/// Decode a fetched word.
+fn decode_word(word: u32) -> Result<Insn, Unsupported> {
+    crate::decode::decode(word)
+}
+
+/// Fetch the instruction word at `pc` (little-endian, fetch permissions).
+fn fetch<M: GuestRam>(s1: &Stage1Regs, pc: u64, el: El, ram: &M) -> Result<u32, EmulateError> {
+    let err = |reason| EmulateError::Fetch { pc, reason };
+    if !pc.is_multiple_of(4) {
+        return Err(err(FetchFailure::Misaligned));
+    }
+    let t = stage1::translate(s1, pc, AccessKind::Fetch, el, ram)
+        .map_err(|f| err(FetchFailure::Fault(f)))?;
+    let mut b = [0u8; 4];
+    ram.read(t.ipa, &mut b)
+        .map_err(|_| err(FetchFailure::NotRam { ipa: t.ipa }))?;
+    Ok(u32::from_le_bytes(b))
+}
+
+/// Check the description is internally consistent, so that the perform phase
+/// cannot go wrong on it: sizes, lane ranges, register numbers, element counts.
+fn consistent(insn: &Insn) -> bool {
+    let els = insn.elements.as_slice();
+    let sizes_ok = els.iter().all(|e| {
+        matches!(e.size, 1 | 2 | 4 | 8 | 16)
+            && match e.reg {
+                RegSlot::Gpr { n, .. } => n <= 31 && e.size <= 8,
+                RegSlot::Vec { n, lane } => {
+                    n <= 31 && (usize::from(lane) + 1) * usize::from(e.size) <= 16
+                }
+            }
+    });
+    let base_ok = match insn.base {
+        Base::X(n) => n < 31 || (n == 31 && insn.op == Op::ZeroBlock),
+        Base::Sp => true,
+        Base::Pc => insn.writeback == Writeback::None,
+    };
+    let offset_ok = match insn.offset {
+        Offset::Reg { m, shift, .. } => m <= 31 && shift <= 4,
+        Offset::Imm(_) => true,
+    };
+    let wb_ok = match insn.writeback {
+        Writeback::PostReg(m) => m < 31,
+        _ => true,
+    } && (insn.writeback == Writeback::None || !matches!(insn.base, Base::X(31)));
+    let op_ok = match insn.op {
+        Op::ZeroBlock => els.is_empty(),
+        Op::Atomic { s, .. } => {
+            s <= 31 && els.len() == 1 && matches!(els[0].reg, RegSlot::Gpr { .. })
+        }
+        Op::CompareAndSwap { s } => {
+            s <= 31
+                && (els.len() == 1 || els.len() == 2)
+                && els.iter().all(|e| matches!(e.reg, RegSlot::Gpr { .. }))
+        }
+        Op::StoreExclusive { s } => s <= 31 && !els.is_empty(),
+        Op::Load | Op::Store | Op::LoadExclusive => !els.is_empty(),
+    };
+    let vec_ok = match insn.vec_write {
+        VecWrite::Replicate { bytes } => bytes == 8 || bytes == 16,
+        _ => true,
+    };
+    sizes_ok && base_ok && offset_ok && wb_ok && op_ok && vec_ok
+}
+
+/// The value a store takes from a register slot (low `size` bytes).
+fn read_slot<R: VcpuRegs + ?Sized>(
+    c: &mut Cache<'_, R>,
+    slot: RegSlot,
+    size: usize,
+) -> Result<u128, RegError> {
+    Ok(match slot {
+        RegSlot::Gpr { n, .. } => u128::from(c.x(n)? & mask(size)),
+        RegSlot::Vec { n, lane } => {
+            let v = c.vreg(n)?;
+            let sh = 8 * usize::from(lane) * size;
+            let m = if size >= 16 {
+                u128::MAX
+            } else {
+                (1u128 << (8 * size)) - 1
+            };
+            (v >> sh) & m
+        }
+    })
+}
