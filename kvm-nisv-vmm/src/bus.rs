@@ -176,6 +176,12 @@ impl MmioBus for &Bus {
     fn write(&mut self, ipa: u64, data: &[u8]) -> Result<(), BusError> {
         Bus::write(self, ipa, data)
     }
+    /// One device claims every byte: the emulator's planner asks this before
+    /// any access, so an access reaching a byte with nothing behind it is
+    /// reported (`Outcome::NoDevice`) with nothing written.
+    fn contains(&self, ipa: u64, len: usize) -> bool {
+        self.find(ipa, len).is_some()
+    }
 }
 
 #[cfg(test)]

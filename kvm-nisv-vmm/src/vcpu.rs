@@ -22,7 +22,9 @@ use kvm_nisv::mem::{BusError, GuestRam};
 use kvm_nisv::regs::{Reg, VcpuRegs};
 
 use crate::bus::Bus;
-use crate::nisv::{NisvAction, NisvHandler, deliver_sync_abort};
+use crate::mmio_fixup::Straddle;
+use crate::nisv::{NisvAction, NisvHandler};
+use kvm_nisv::exception::{EntryFeatures, take_sync_exception};
 
 /// Exit status for VMM errors (setup failures, unexpected exits).
 pub const EXIT_VMM_ERROR: i32 = 1;
@@ -94,6 +96,11 @@ pub struct Stop {
 pub enum ExitAction {
     /// Run the vCPU again.
     Continue,
+    /// Run the vCPU again, but KVM must not complete the `KVM_EXIT_MMIO` access
+    /// (the run loop clears `kvm_run.exit_reason`): the VMM made the vCPU take
+    /// an exception, or wants the instruction executed again, so PC must not
+    /// advance and no register may be written from `mmio.data`.
+    Redirected,
     /// Stop the VM.
     Stop(Stop),
 }
@@ -220,9 +227,20 @@ fn mmio(
         .or(write.map(<[u8]>::len))
         .unwrap_or(0);
     let mut read = read;
-    // The tail of a page-straddling access (docs/vmm.md): cheap pre-check inside.
-    if crate::mmio_fixup::straddle(vcpu, ctx.ram, ctx.bus, addr, read.as_deref_mut(), write) {
-        return ExitAction::Continue;
+    // A page-straddling access (docs/vmm.md): cheap pre-check inside.
+    match crate::mmio_fixup::straddle(vcpu, ctx.ram, ctx.bus, addr, read.as_deref_mut(), write) {
+        Straddle::No => {}
+        Straddle::Completed => return ExitAction::Continue,
+        Straddle::Fault(f) => {
+            let act = ctx
+                .nisv
+                .straddle_fault(ctx.index, vcpu, ctx.ram, ctx.bus, addr, &f);
+            return redirected(apply(ctx.nisv, vcpu, act));
+        }
+        Straddle::Retry => {
+            let act = ctx.nisv.straddle_retry(vcpu, ctx.ram, ctx.bus, addr);
+            return redirected(apply(ctx.nisv, vcpu, act));
+        }
     }
     let r = match (read, write) {
         (Some(data), _) => {
@@ -258,9 +276,17 @@ fn mmio(
     }
 }
 
+/// After an MMIO exit: the vCPU continues without KVM completing the access.
+fn redirected(a: ExitAction) -> ExitAction {
+    match a {
+        ExitAction::Continue => ExitAction::Redirected,
+        a => a,
+    }
+}
+
 fn apply(nisv: &mut NisvHandler, vcpu: &mut dyn VcpuOps, act: NisvAction) -> ExitAction {
     match act {
-        NisvAction::Resume => ExitAction::Continue,
+        NisvAction::Resume | NisvAction::Retry => ExitAction::Continue,
         NisvAction::InjectAbort => match vcpu.inject_ext_dabt() {
             Ok(()) => {
                 nisv.exception_delivered();
@@ -271,16 +297,18 @@ fn apply(nisv: &mut NisvHandler, vcpu: &mut dyn VcpuOps, act: NisvAction) -> Exi
                 format!("kvm-nisv-vmm: cannot inject an external abort: {e}"),
             ),
         },
-        NisvAction::DeliverAbort { esr, far } => match deliver_sync_abort(vcpu, esr, far) {
-            Ok(()) => {
-                nisv.exception_delivered();
-                ExitAction::Continue
+        NisvAction::DeliverAbort { esr, far } => {
+            match take_sync_exception(vcpu, esr, Some(far), EntryFeatures::new()) {
+                Ok(()) => {
+                    nisv.exception_delivered();
+                    ExitAction::Continue
+                }
+                Err(e) => stop(
+                    EXIT_VMM_ERROR,
+                    format!("kvm-nisv-vmm: cannot deliver a data abort to the guest: {e}"),
+                ),
             }
-            Err(e) => stop(
-                EXIT_VMM_ERROR,
-                format!("kvm-nisv-vmm: cannot deliver a data abort to the guest: {e}"),
-            ),
-        },
+        }
         NisvAction::Stop { status, report } => ExitAction::Stop(Stop {
             status,
             message: Some(report),
@@ -582,8 +610,9 @@ mod kvm {
                             buf.get(..n).unwrap_or(&[]),
                         );
                     let run = vcpu.get_kvm_run();
-                    if done {
-                        // The load is complete: keep KVM_RUN from completing it again.
+                    if done || a == ExitAction::Redirected {
+                        // The load is complete, or the vCPU takes an exception / retries:
+                        // keep KVM_RUN from completing it (again).
                         run.exit_reason = 0; // KVM_EXIT_UNKNOWN
                     }
                     // SAFETY: the last exit was KVM_EXIT_MMIO, so the mmio member is the live one;
@@ -596,11 +625,16 @@ mod kvm {
                 }
                 Raw::MmioWrite(addr, b, n) => {
                     let data = b.get(..n).unwrap_or(&[]);
-                    handle_exit(
+                    let a = handle_exit(
                         &mut ctx,
                         &mut KvmVcpu(&vcpu, inj.as_ref()),
                         Exit::MmioWrite { addr, data },
-                    )
+                    );
+                    if a == ExitAction::Redirected {
+                        // Keep KVM_RUN from completing the store (PC + 4).
+                        vcpu.get_kvm_run().exit_reason = 0; // KVM_EXIT_UNKNOWN
+                    }
+                    a
                 }
                 Raw::SystemEvent(kind, data) => handle_exit(
                     &mut ctx,
@@ -642,11 +676,12 @@ mod kvm {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::adapter::{EmuOutcome, NisvEmulator};
+    use crate::adapter::NisvEmulator;
     use crate::memory::Ram;
     use crate::nisv::{EXIT_NISV_STOP, EXIT_RETRY_LOOP, NisvStats, Policy};
     use crate::testdev::{self, TestDevice};
     use crate::uart::Uart;
+    use kvm_nisv::emulate::{EmulateError, Outcome};
     use kvm_nisv::regs::RegisterFile;
     use std::io::Write;
     use std::sync::atomic::AtomicU64;
@@ -695,17 +730,13 @@ mod tests {
             _: &dyn GuestRam,
             bus: &Bus,
             ipa: u64,
-        ) -> Result<EmuOutcome, String> {
-            let v = regs.get(Reg::X(0)).map_err(|e| e.to_string())?;
-            match bus.write(ipa, &v.to_le_bytes()) {
-                Ok(()) => {
-                    let pc = regs.get(Reg::Pc).map_err(|e| e.to_string())?;
-                    regs.set(Reg::Pc, pc + 4).map_err(|e| e.to_string())?;
-                    let insn = kvm_nisv::decode::decode(0xf804_8420).map_err(|e| e.to_string())?;
-                    Ok(EmuOutcome::Emulated { insn })
-                }
-                Err(_) => Ok(EmuOutcome::Unsupported { word: 0, pc: 0 }),
-            }
+        ) -> Result<Outcome, EmulateError> {
+            let v = regs.get(Reg::X(0))?;
+            bus.write(ipa, &v.to_le_bytes())?;
+            let pc = regs.get(Reg::Pc)?;
+            regs.set(Reg::Pc, pc + 4)?;
+            let insn = kvm_nisv::decode::decode(0xf804_8420).expect("str (post-index) decodes");
+            Ok(Outcome::Emulated { insn })
         }
     }
 
@@ -890,6 +921,49 @@ mod tests {
         );
         assert_eq!(d, data);
         assert_eq!(v.injected, 0);
+    }
+
+    #[test]
+    fn straddling_mmio_delivers_the_fault_of_its_piece_and_writes_nothing() {
+        // str x0, [x1] with x1 = 4 bytes before the data window (MMU off: VA =
+        // IPA): the first half has nothing behind it. KVM reports the window
+        // half (ISV = 1, 8 bytes at the window's base).
+        let m = machine();
+        let mut h = handler(&m, Policy::Emulate, Box::new(StoreX0));
+        let mut v = vcpu();
+        m.ram
+            .write(v.regs.pc, &0xf900_0020u32.to_le_bytes())
+            .unwrap();
+        v.regs
+            .set_sys(kvm_nisv::regs::SysReg::VbarEl1, RAM_BASE + 0x800);
+        v.regs.x[0] = 0x1122_3344_5566_7788;
+        v.regs.x[1] = TESTDEV_DATA_BASE - 4;
+        let pc = v.regs.pc;
+        let data = v.regs.x[0].to_le_bytes();
+        assert_eq!(
+            run(
+                &m,
+                &mut h,
+                &mut v,
+                Exit::MmioWrite {
+                    addr: TESTDEV_DATA_BASE,
+                    data: &data
+                }
+            ),
+            ExitAction::Redirected
+        );
+        assert_eq!(m.dev.data(0, 8).unwrap(), vec![0; 8], "nothing written");
+        assert_eq!(v.regs.pc, RAM_BASE + 0x800 + 0x200);
+        assert_eq!(v.regs.sys(kvm_nisv::regs::SysReg::ElrEl1), pc);
+        assert_eq!(
+            v.regs.sys(kvm_nisv::regs::SysReg::FarEl1),
+            TESTDEV_DATA_BASE - 4
+        );
+        // EC 0x25, IL, WnR, DFSC 0x21: with the MMU off every data access is
+        // Device-nGnRnE, so the unaligned access takes an alignment fault at its
+        // first piece, before the missing device is looked at.
+        assert_eq!(v.regs.sys(kvm_nisv::regs::SysReg::EsrEl1), 0x9600_0061);
+        assert_eq!(v.injected, 0, "delivered through the registers, not KVM");
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod cap;
 pub mod decode;
 pub mod emulate;
 pub mod esr;
+pub mod exception;
 pub mod exit;
 pub mod inject;
 pub mod mem;

@@ -122,7 +122,7 @@ impl MemType {
 }
 
 /// A stage-1 fault kind. The walker returns the first four; the emulator adds
-/// [`FaultKind::Alignment`].
+/// [`FaultKind::Alignment`] and [`FaultKind::ExternalAbort`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum FaultKind {
     /// An address (table base or output) beyond the output address size.
@@ -136,6 +136,9 @@ pub enum FaultKind {
     Permission,
     /// An alignment fault (emulator only).
     Alignment,
+    /// A synchronous external abort, not on a translation table walk: the
+    /// access reached neither RAM nor a device (emulator only; DFSC 0x10).
+    ExternalAbort,
 }
 
 /// A stage-1 fault: what the guest's MMU would report.
@@ -162,6 +165,7 @@ impl Stage1Fault {
             (FaultKind::AccessFlag, _) => 0b00_1000 | l,
             (FaultKind::Permission, _) => 0b00_1100 | l,
             (FaultKind::Alignment, _) => 0b10_0001,
+            (FaultKind::ExternalAbort, _) => 0b01_0000,
         }
     }
 

@@ -17,7 +17,7 @@ use common::{Recording, TestBus};
 use kvm_nisv::decode::{
     Base, Class, Element, Elements, Form, Insn, Offset, Op, RegSlot, VecWrite, Writeback,
 };
-use kvm_nisv::emulate::{EmulateError, Emulator, FetchFailure, Outcome};
+use kvm_nisv::emulate::{EmulateError, Emulator, FetchFailure, Outcome, UnsupportedReason};
 use kvm_nisv::mem::{GuestRam, VecRam};
 use kvm_nisv::regs::{Reg, RegisterFile, SysReg, VcpuRegs};
 use kvm_nisv::stage1::{El, FaultKind, SCTLR_M};
@@ -311,13 +311,14 @@ fn dc_zva_zeroes_a_block_across_ram_and_device_when_normal() {
         .with_dczid(0x13)
         .emulate(&mut r, &ram, &mut bus, None)
         .unwrap();
-    assert!(matches!(
+    assert_eq!(
         out,
         Outcome::Unsupported {
-            word: 0xd50b_7423,
-            ..
+            word: Some(0xd50b_7423),
+            pc: CODE,
+            reason: UnsupportedReason::DcZvaProhibited { dczid: 0x13 },
         }
-    ));
+    );
     assert_eq!(bus.region(0xa00_0020), &[0xee; 0x20]);
     // EL0 with SCTLR_EL1.DZE = 0: unsupported.
     r.pstate = 0x3c0;
@@ -325,7 +326,13 @@ fn dc_zva_zeroes_a_block_across_ram_and_device_when_normal() {
         .with_dczid(3)
         .emulate(&mut r, &ram, &mut bus, None)
         .unwrap();
-    assert!(matches!(out, Outcome::Unsupported { .. }));
+    assert!(matches!(
+        out,
+        Outcome::Unsupported {
+            reason: UnsupportedReason::DcZvaProhibited { dczid: 3 },
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -356,13 +363,27 @@ fn unsupported_states_and_words() {
     let out = Emulator::new()
         .emulate(&mut r, &ram, &mut bus, None)
         .unwrap();
-    assert_eq!(out, Outcome::Unsupported { word: 0, pc: CODE });
+    assert_eq!(
+        out,
+        Outcome::Unsupported {
+            word: None,
+            pc: CODE,
+            reason: UnsupportedReason::AArch32
+        }
+    );
     // EL2h.
     r.rf.pstate = 0x9;
     let out = Emulator::new()
         .emulate(&mut r, &ram, &mut bus, None)
         .unwrap();
-    assert_eq!(out, Outcome::Unsupported { word: 0, pc: CODE });
+    assert_eq!(
+        out,
+        Outcome::Unsupported {
+            word: None,
+            pc: CODE,
+            reason: UnsupportedReason::NotEl0OrEl1 { el: 2 }
+        }
+    );
     // Not a load/store: add x0, x0, #1.
     let (ram, mut r) = flat(0x9100_0400);
     let mut emu = Emulator::new();
@@ -370,8 +391,9 @@ fn unsupported_states_and_words() {
     assert_eq!(
         out,
         Outcome::Unsupported {
-            word: 0x9100_0400,
-            pc: CODE
+            word: Some(0x9100_0400),
+            pc: CODE,
+            reason: UnsupportedReason::NotDecoded
         }
     );
     assert_eq!(emu.counters().unsupported, 1);
@@ -390,7 +412,13 @@ fn unsupported_states_and_words() {
     let out = Emulator::new()
         .emulate_insn(&mut r, &ram, &mut bus, &i, None)
         .unwrap();
-    assert!(matches!(out, Outcome::Unsupported { .. }));
+    assert!(matches!(
+        out,
+        Outcome::Unsupported {
+            reason: UnsupportedReason::Inconsistent,
+            ..
+        }
+    ));
 }
 
 #[test]

@@ -80,13 +80,31 @@ pub struct GuestFault {
 }
 
 impl GuestFault {
+    /// The synchronous external abort (DFSC 0x10, not on a table walk) a CPU
+    /// takes for an access of which the byte at `va` reaches neither RAM nor a
+    /// device: FAR = `va` (FnV = 0).
+    pub fn external_abort(va: u64, write: bool, from_el: El) -> Self {
+        GuestFault {
+            va,
+            fault: Stage1Fault {
+                kind: stage1::FaultKind::ExternalAbort,
+                level: 0,
+            },
+            write,
+            from_el,
+        }
+    }
+
     /// ESR_EL1.ISS.DFSC.
     pub fn dfsc(&self) -> u8 {
         self.fault.dfsc()
     }
 
-    /// ESR_EL1.ISS for this data abort: ISV = 0 (no syndrome, like the abort
-    /// that brought us here), WnR, DFSC. CM is 0 (DC ZVA is reported as a write,
+    /// ESR_EL1.ISS for this data abort: ISV = 0, WnR, DFSC. The Arm ARM's ISV
+    /// description (ISS encoding for an exception from a Data Abort) sets ISV
+    /// only for some stage 2 aborts reported in ESR_EL2; a fault taken to EL1
+    /// reports ISV = 0, as QEMU's `merge_syn_data_abort` does. FnV = 0: FAR_EL1
+    /// is valid, also for external aborts. CM is 0 (DC ZVA is reported as a write,
     /// not as cache maintenance).
     pub fn iss(&self) -> u32 {
         u32::from(self.dfsc()) | (u32::from(self.write) << 6)
@@ -105,14 +123,17 @@ impl GuestFault {
 
 /// What happened to the instruction.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Outcome {
     /// All accesses were made, registers written, writeback applied, PC += 4.
     Emulated {
         /// The instruction.
         insn: Insn,
     },
-    /// A target is neither RAM nor a device: the caller injects an external
-    /// data abort. Guest state is unchanged.
+    /// A target is neither RAM nor a device: the guest takes `fault`, a
+    /// synchronous external abort at `va` (deliver it like a
+    /// [`Outcome::GuestFault`], or inject an external abort through KVM).
+    /// Guest state is unchanged.
     NoDevice {
         /// The instruction.
         insn: Insn,
@@ -120,20 +141,53 @@ pub enum Outcome {
         va: u64,
         /// Its IPA.
         ipa: u64,
+        /// The external abort the CPU would take (FAR = `va`).
+        fault: GuestFault,
     },
-    /// The instruction cannot be emulated: the decoder does not know it, the
-    /// guest is in AArch32 or not at EL0/EL1 (`word` is 0 then: nothing was
-    /// fetched), DC ZVA is prohibited (DCZID_EL0.DZP, or EL0 with SCTLR_EL1.DZE = 0),
-    /// or the decoded description is inconsistent. Guest state is unchanged.
+    /// The instruction cannot be emulated (see `reason`). Guest state is
+    /// unchanged.
     Unsupported {
-        /// The instruction word.
-        word: u32,
+        /// The instruction word, or `None` when nothing was fetched (the vCPU
+        /// is not in a state the emulator handles).
+        word: Option<u32>,
         /// Its address.
         pc: u64,
+        /// Why.
+        reason: UnsupportedReason,
     },
     /// A translation, permission, access flag, address size or alignment fault
     /// the guest should see. Guest state is unchanged.
     GuestFault(GuestFault),
+}
+
+/// Why [`Outcome::Unsupported`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
+#[non_exhaustive]
+pub enum UnsupportedReason {
+    /// The guest is in AArch32 (PSTATE.nRW = 1): nothing was fetched.
+    #[error("the vCPU is in AArch32")]
+    AArch32,
+    /// The guest is not at EL0 or EL1: nothing was fetched.
+    #[error("the vCPU is at EL{el}")]
+    NotEl0OrEl1 {
+        /// PSTATE.EL.
+        el: u8,
+    },
+    /// The decoder does not emulate this word ([`crate::decode::Unsupported`]).
+    #[error("not a load/store the decoder emulates")]
+    NotDecoded,
+    /// DC ZVA is prohibited (DCZID_EL0.DZP = 1, a block size above 2 KiB, or
+    /// EL0 with SCTLR_EL1.DZE = 0): the CPU would have taken an UNDEFINED or
+    /// trap exception, which the emulator does not synthesise.
+    #[error("DC ZVA is prohibited (DCZID_EL0 {dczid:#x})")]
+    DcZvaProhibited {
+        /// DCZID_EL0 as read (or as given to [`Emulator::with_dczid`]).
+        dczid: u64,
+    },
+    /// The instruction description is inconsistent (an `Insn` built by the
+    /// caller and given to [`Emulator::emulate_insn`], or a decoder bug).
+    #[error("inconsistent instruction description")]
+    Inconsistent,
 }
 
 /// Why the instruction at PC could not be fetched.
@@ -151,6 +205,12 @@ pub enum FetchFailure {
     NotRam {
         /// The translated PC.
         ipa: u64,
+    },
+    /// The vCPU is in AArch32, or not at EL0/EL1 ([`fetch_at_pc`]).
+    #[error("PSTATE {pstate:#x} is not AArch64 at EL0 or EL1")]
+    NotAArch64El0El1 {
+        /// PSTATE as read.
+        pstate: u64,
     },
 }
 
@@ -294,6 +354,22 @@ impl Emulator {
         self.monitor = None;
     }
 
+    /// Make the vCPU take `fault` (a [`Outcome::GuestFault`], or the `fault`
+    /// of [`Outcome::NoDevice`]) as a synchronous data abort to EL1, exactly
+    /// as the CPU would ([`crate::exception::take_sync_exception`]: ESR_EL1 =
+    /// [`GuestFault::esr`], FAR_EL1 = [`GuestFault::va`], ELR_EL1 = PC,
+    /// SPSR_EL1, PSTATE, PC = VBAR_EL1 + the vector offset), and clear the
+    /// exclusive monitor.
+    pub fn take_fault<R: VcpuRegs + ?Sized>(
+        &mut self,
+        regs: &mut R,
+        fault: &GuestFault,
+        features: crate::exception::EntryFeatures,
+    ) -> Result<(), crate::exception::TakeError> {
+        self.monitor = None;
+        crate::exception::take_sync_exception(regs, fault.esr(), Some(fault.va), features)
+    }
+
     /// Emulate the instruction at the guest's PC.
     ///
     /// `fault_ipa` is the IPA KVM reported (`arm_nisv.fault_ipa`), if any: the
@@ -354,12 +430,22 @@ impl Emulator {
         let pstate = c.get(Reg::Pstate)?;
         let pc = c.get(Reg::Pc)?;
         if pstate & PSTATE_NRW != 0 {
-            return Ok(Outcome::Unsupported { word: 0, pc });
+            return Ok(Outcome::Unsupported {
+                word: None,
+                pc,
+                reason: UnsupportedReason::AArch32,
+            });
         }
         let el = match (pstate >> 2) & 3 {
             0 => El::El0,
             1 => El::El1,
-            _ => return Ok(Outcome::Unsupported { word: 0, pc }),
+            el => {
+                return Ok(Outcome::Unsupported {
+                    word: None,
+                    pc,
+                    reason: UnsupportedReason::NotEl0OrEl1 { el: el as u8 },
+                });
+            }
         };
         let mut s1 = Stage1Regs::read_with(c.regs, &mut self.pa_bits)?;
         s1.pan = pstate & PSTATE_PAN != 0;
@@ -374,16 +460,23 @@ impl Emulator {
                         decoded = i;
                         &decoded
                     }
-                    Err(_) => return Ok(Outcome::Unsupported { word, pc }),
+                    Err(_) => {
+                        return Ok(Outcome::Unsupported {
+                            word: Some(word),
+                            pc,
+                            reason: UnsupportedReason::NotDecoded,
+                        });
+                    }
                 }
             }
         };
-        let unsupported = Outcome::Unsupported {
-            word: insn.word,
+        let unsupported = |reason| Outcome::Unsupported {
+            word: Some(insn.word),
             pc,
+            reason,
         };
         if !consistent(insn) {
-            return Ok(unsupported);
+            return Ok(unsupported(UnsupportedReason::Inconsistent));
         }
 
         // The EL whose permissions apply: LDTR/STTR at EL1 are checked as EL0
@@ -428,7 +521,7 @@ impl Emulator {
             // not permitted (UNDEFINED / trapped), which we do not synthesise.
             let bs = dczid & 0xf;
             if dczid & (1 << 4) != 0 || bs > 9 || (el == El::El0 && s1.sctlr & SCTLR_DZE == 0) {
-                return Ok(unsupported);
+                return Ok(unsupported(UnsupportedReason::DcZvaProhibited { dczid }));
             }
             spec = spec.with_zva_block(4u64 << bs);
         }
@@ -450,6 +543,7 @@ impl Emulator {
                     insn: insn.clone(),
                     va,
                     ipa,
+                    fault: GuestFault::external_abort(va, p.kind() == AccessKind::Write, el),
                 });
             }
             None => {}
@@ -552,8 +646,15 @@ fn decode_word(word: u32) -> Result<Insn, Unsupported> {
     crate::decode::decode(word)
 }
 
-/// Fetch the instruction word at `pc` (little-endian, fetch permissions).
-fn fetch<M: GuestRam>(s1: &Stage1Regs, pc: u64, el: El, ram: &M) -> Result<u32, EmulateError> {
+/// Fetch the instruction word at `pc`: 4-byte aligned, translated through
+/// the guest's stage 1 with instruction-fetch (execute) permissions at `el`,
+/// read from RAM, little-endian (instruction fetches always are).
+pub fn fetch<M: GuestRam + ?Sized>(
+    s1: &Stage1Regs,
+    pc: u64,
+    el: El,
+    ram: &M,
+) -> Result<u32, EmulateError> {
     let err = |reason| EmulateError::Fetch { pc, reason };
     if !pc.is_multiple_of(4) {
         return Err(err(FetchFailure::Misaligned));
@@ -564,6 +665,56 @@ fn fetch<M: GuestRam>(s1: &Stage1Regs, pc: u64, el: El, ram: &M) -> Result<u32, 
     ram.read(t.ipa, &mut b)
         .map_err(|_| err(FetchFailure::NotRam { ipa: t.ipa }))?;
     Ok(u32::from_le_bytes(b))
+}
+
+/// The instruction at a vCPU's PC, as [`fetch_at_pc`] read it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct Fetched {
+    /// The PC.
+    pub pc: u64,
+    /// PSTATE as read.
+    pub pstate: u64,
+    /// The exception level the vCPU is at.
+    pub el: El,
+    /// The instruction word.
+    pub word: u32,
+}
+
+impl Fetched {
+    /// Decode the word (`decode::decode`).
+    pub fn decode(&self) -> Result<Insn, Unsupported> {
+        decode_word(self.word)
+    }
+}
+
+/// Read PSTATE, PC and the stage-1 registers of `regs` and [`fetch`] the
+/// instruction at PC with execute permission at the current EL. AArch32 and
+/// EL2/EL3 are [`FetchFailure::NotAArch64El0El1`].
+pub fn fetch_at_pc<R: VcpuRegs + ?Sized, M: GuestRam + ?Sized>(
+    regs: &mut R,
+    ram: &M,
+) -> Result<Fetched, EmulateError> {
+    let pstate = regs.get(Reg::Pstate)?;
+    let pc = regs.get(Reg::Pc)?;
+    let el = match (pstate & PSTATE_NRW, (pstate >> 2) & 3) {
+        (0, 0) => El::El0,
+        (0, 1) => El::El1,
+        _ => {
+            return Err(EmulateError::Fetch {
+                pc,
+                reason: FetchFailure::NotAArch64El0El1 { pstate },
+            });
+        }
+    };
+    let s1 = Stage1Regs::read(regs)?;
+    let word = fetch(&s1, pc, el, ram)?;
+    Ok(Fetched {
+        pc,
+        pstate,
+        el,
+        word,
+    })
 }
 
 /// Check the description is internally consistent, so that the perform phase
