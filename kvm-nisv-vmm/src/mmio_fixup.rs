@@ -29,6 +29,17 @@
 //! bytes past the page end would be looked up at the next IPA, which is not
 //! where the guest's mapping puts them.
 //!
+//! Every piece is translated from its own VA through the guest's stage 1 with
+//! the access's EL and kind, by the library's planner (the same as for NISV
+//! exits), and every check is made before any access. A piece that faults
+//! (translation, permission, access flag, alignment, or nothing behind it)
+//! makes [`straddle`] return [`Straddle::Fault`]: the caller delivers that
+//! fault (FAR = the piece's VA), nothing is written, and KVM must not complete
+//! the access (the run loop clears `kvm_run.exit_reason`). Before issue 11 the
+//! whole access then fell through to the bus at the fault IPA, so a store wrote
+//! its second half into the window page that follows in IPA space and the
+//! guest saw no fault.
+//!
 //! Cost: only exits whose address is within `len` bytes of the start of a 4 KiB
 //! page (the tail of a straddle always is) or whose range crosses a 4 KiB
 //! boundary (the head) pay for the decode (PC, PSTATE, the
@@ -104,7 +115,7 @@ fn address(regs: &mut dyn VcpuRegs, insn: &Insn, pstate: u64) -> Option<u64> {
             };
             regs.get(r).ok()?
         }
-        Base::Pc => return None,
+        _ => return None,
     };
     let index = match insn.offset {
         Offset::Reg { m, .. } if m < 31 => regs.get(Reg::X(m)).ok()?,
@@ -249,7 +260,7 @@ pub fn sign_extended(data: &[u8], big: bool, ext: LoadExt) -> u64 {
     match ext {
         LoadExt::Sign32 => v & 0xffff_ffff,
         LoadExt::Sign64 => v,
-        LoadExt::Zero => raw,
+        _ => raw,
     }
 }
 

@@ -1095,15 +1095,12 @@ mod tests {
     #[test]
     fn emulator_faults_are_delivered_as_data_aborts() {
         let (mut r, ram, bus) = setup();
-        let f = kvm_nisv::emulate::GuestFault {
-            va: DEV + 9,
-            fault: kvm_nisv::stage1::Stage1Fault {
-                kind: kvm_nisv::stage1::FaultKind::Alignment,
-                level: 0,
-            },
-            write: false,
-            from_el: El::El1,
-        };
+        let f = GuestFault::new(
+            DEV + 9,
+            kvm_nisv::stage1::Stage1Fault::new(kvm_nisv::stage1::FaultKind::Alignment, 0),
+            false,
+            El::El1,
+        );
         let mut h = handler(Policy::Emulate, vec![Ok(Outcome::GuestFault(f))]);
         assert_eq!(
             h.handle(0, &mut r, &ram, &bus, 0x45, DEV + 8),

@@ -675,3 +675,128 @@ fn ordered_access_alignment_and_naa() {
         .unwrap();
     assert!(matches!(out, Outcome::GuestFault(_)), "{out:?}");
 }
+
+#[test]
+fn constrained_unpredictable_overlaps_take_a_permitted_outcome() {
+    // Device memory at 0x1000_0000 holding two known doublewords.
+    let dev = || {
+        let mut bus = TestBus::default();
+        let mut b = 0x1111_1111_1111_1111u64.to_le_bytes().to_vec();
+        b.extend_from_slice(&0x2222_2222_2222_2222u64.to_le_bytes());
+        bus.add(0x1000_0000, b);
+        bus
+    };
+    // ldr x1, [x1], #8 (WBOVERLAPLD): Constraint_UNKNOWN, the UNKNOWN value
+    // being the writeback address (written after the load).
+    let (ram, mut r) = flat(0xf840_8421);
+    r.rf.x[1] = 0x1000_0000;
+    let mut bus = dev();
+    let out = Emulator::new()
+        .emulate(&mut r, &ram, &mut bus, None)
+        .unwrap();
+    assert!(matches!(out, Outcome::Emulated { .. }), "{out:?}");
+    assert_eq!((r.rf.x[1], r.rf.pc), (0x1000_0008, CODE + 4));
+    // ldp x2, x2, [x1] (LDPOVERLAP): Constraint_UNKNOWN, the second element.
+    let (ram, mut r) = flat(0xa940_0822);
+    r.rf.x[1] = 0x1000_0000;
+    let mut bus = dev();
+    let out = Emulator::new()
+        .emulate(&mut r, &ram, &mut bus, None)
+        .unwrap();
+    assert!(matches!(out, Outcome::Emulated { .. }), "{out:?}");
+    assert_eq!(r.rf.x[2], 0x2222_2222_2222_2222);
+    assert_eq!(bus.log.len(), 2, "both elements read");
+    // ldp x2, x1, [x1], #16 (WBOVERLAPLD): x1 = writeback address, x2 loaded.
+    let (ram, mut r) = flat(0xa8c1_0422);
+    r.rf.x[1] = 0x1000_0000;
+    let mut bus = dev();
+    Emulator::new()
+        .emulate(&mut r, &ram, &mut bus, None)
+        .unwrap();
+    assert_eq!((r.rf.x[1], r.rf.x[2]), (0x1000_0010, 0x1111_1111_1111_1111));
+    // stxr w1, w0, [x1] (BASEOVERLAP) after ldxr x3, [x1]... the monitor does
+    // not match a 4-byte store to an 8-byte load: status 1, nothing stored,
+    // and the address came from x1 before the status write (Constraint_NONE).
+    let (ram, mut r) = flat(0x8801_7c20);
+    r.rf.x[1] = 0x1000_0000;
+    r.rf.x[0] = 0xabcd;
+    let mut bus = dev();
+    Emulator::new()
+        .emulate(&mut r, &ram, &mut bus, None)
+        .unwrap();
+    assert_eq!(r.rf.x[1], 1, "status");
+    assert_eq!(bus.region(0x1000_0000)[..4], [0x11; 4]);
+    // stxr w0, w0, [x1] (DATAOVERLAP) right after its ldxr w0, [x1]: the
+    // pair is fused; the stored value is w0 as loaded (Constraint_NONE), the
+    // status overwrites it afterwards.
+    let (ram, mut r) = flat(0x885f_7c20); // ldxr w0, [x1]
+    ram.write(CODE + 4, &0x8800_7c20u32.to_le_bytes()).unwrap();
+    r.rf.x[1] = 0x1000_0000;
+    let mut bus = dev();
+    Emulator::new()
+        .emulate(&mut r, &ram, &mut bus, None)
+        .unwrap();
+    assert_eq!((r.rf.x[0], r.rf.pc), (0, CODE + 8), "status 0 in w0");
+    assert_eq!(bus.region(0x1000_0000)[..4], [0x11; 4]);
+}
+
+#[test]
+fn stores_to_read_only_ram_go_to_the_bus_or_nowhere() {
+    // RAM at 0 (code), read-only RAM at 0x8000 (like a KVM_MEM_READONLY slot).
+    let mk = |word: u32| {
+        let mut ram = VecRam::new();
+        assert!(ram.add_region(0, 0x4000));
+        assert!(ram.add_read_only_region(0x8000, 0x1000));
+        ram.write(CODE, &word.to_le_bytes()).unwrap();
+        ram.write(0x8000, &0x0102_0304_0506_0708u64.to_le_bytes())
+            .unwrap();
+        let mut r = Recording::default();
+        r.rf.pc = CODE;
+        r.rf.pstate = 0x3c5;
+        r.rf.x[0] = 0xaaaa_bbbb_cccc_dddd;
+        r.rf.x[1] = 0x8000;
+        (ram, r)
+    };
+    // A load reads the RAM.
+    let (ram, mut r) = mk(0xf940_0022); // ldr x2, [x1]
+    let mut bus = TestBus::default();
+    let out = Emulator::new()
+        .emulate(&mut r, &ram, &mut bus, None)
+        .unwrap();
+    assert!(matches!(out, Outcome::Emulated { .. }), "{out:?}");
+    assert_eq!(r.rf.x[2], 0x0102_0304_0506_0708);
+    // A store with no device claiming the range: NoDevice, nothing written.
+    let (ram, mut r) = mk(0xf900_0020); // str x0, [x1]
+    let out = Emulator::new()
+        .emulate(&mut r, &ram, &mut bus, None)
+        .unwrap();
+    assert!(
+        matches!(
+            out,
+            Outcome::NoDevice {
+                va: 0x8000,
+                ipa: 0x8000,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
+    let mut b = [0u8; 8];
+    ram.read(0x8000, &mut b).unwrap();
+    assert_eq!(u64::from_le_bytes(b), 0x0102_0304_0506_0708);
+    // A device claiming it (a ROM's write handler) gets the store.
+    let (ram, mut r) = mk(0xf900_0020);
+    let mut bus = TestBus::default();
+    bus.add(0x8000, vec![0; 16]);
+    let out = Emulator::new()
+        .emulate(&mut r, &ram, &mut bus, None)
+        .unwrap();
+    assert!(matches!(out, Outcome::Emulated { .. }), "{out:?}");
+    assert_eq!(bus.log, vec![(0x8000, 8, true)]);
+    ram.read(0x8000, &mut b).unwrap();
+    assert_eq!(
+        u64::from_le_bytes(b),
+        0x0102_0304_0506_0708,
+        "RAM untouched"
+    );
+}

@@ -10,12 +10,17 @@
 //! follows an emulated load-exclusive is run in the same exit: see
 //! [`Emulator::fuse_store_exclusive`] and docs/emulator.md, "Exclusives".
 
-use crate::decode::Op;
+use crate::decode::{Base, Op};
 use crate::mem::{GuestRam, MmioBus};
 use crate::regs::{Reg, VcpuRegs};
 use crate::stage1::{El, Stage1Regs};
 
 use super::{EmulateError, Emulator, Outcome, PSTATE_NRW, consistent, decode_word, fetch};
+
+/// SCTLR_EL1.SA: SP alignment check at EL1.
+const SCTLR_SA: u64 = 1 << 3;
+/// SCTLR_EL1.SA0: SP alignment check at EL0.
+const SCTLR_SA0: u64 = 1 << 4;
 
 /// The exclusive monitor state: the address and size of the last emulated
 /// load-exclusive.
@@ -80,12 +85,41 @@ impl Emulator {
         if !matches!(next.op, Op::StoreExclusive { .. }) || !consistent(&next) {
             return None;
         }
+        if next.base == Base::Sp {
+            // The SP alignment check comes before any data access on the CPU
+            // (pseudocode `CheckSPAlignment`): leave a store that would take
+            // it to the CPU.
+            let (check, sp_reg) = match el {
+                El::El0 => (s1.sctlr & SCTLR_SA0 != 0, Reg::SpEl0),
+                _ => (
+                    s1.sctlr & SCTLR_SA != 0,
+                    if pstate & 1 != 0 {
+                        Reg::SpEl1
+                    } else {
+                        Reg::SpEl0
+                    },
+                ),
+            };
+            if check && !regs.get(sp_reg).ok()?.is_multiple_of(16) {
+                return None;
+            }
+        }
         let r = self.emulate_with(regs, ram, bus, None, Some(&next));
-        self.count(&r);
         match r {
-            // Cannot happen after `consistent`; if it did, leave the store to the CPU.
-            Ok(Outcome::Unsupported { .. }) => None,
-            r => Some(r),
+            Ok(Outcome::Emulated { .. }) => {
+                self.count(&r);
+                Some(r)
+            }
+            // The store would fault, or cannot be emulated: nothing of it was
+            // applied (every check precedes every access); the CPU runs it.
+            Ok(_) => None,
+            // An access or register write failed after side effects may have
+            // been made: report it.
+            Err(e) => {
+                let r = Err(e);
+                self.count(&r);
+                Some(r)
+            }
         }
     }
 }

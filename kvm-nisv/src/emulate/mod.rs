@@ -66,6 +66,7 @@ const PSTATE_UAO: u64 = 1 << 23;
 
 /// A fault the guest should see, as the hardware would have reported it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct GuestFault {
     /// The faulting virtual address (FAR_EL1): the address of the first byte
     /// that faulted (for DC ZVA, the address in Xt).
@@ -80,6 +81,16 @@ pub struct GuestFault {
 }
 
 impl GuestFault {
+    /// A fault at `va` from `from_el`; `write` gives ESR.WnR.
+    pub fn new(va: u64, fault: Stage1Fault, write: bool, from_el: El) -> Self {
+        GuestFault {
+            va,
+            fault,
+            write,
+            from_el,
+        }
+    }
+
     /// The synchronous external abort (DFSC 0x10, not on a table walk) a CPU
     /// takes for an access of which the byte at `va` reaches neither RAM nor a
     /// device: FAR = `va` (FnV = 0).
@@ -192,6 +203,7 @@ pub enum UnsupportedReason {
 
 /// Why the instruction at PC could not be fetched.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum FetchFailure {
     /// The PC is not 4-byte aligned.
     #[error("PC is not aligned")]
@@ -216,6 +228,7 @@ pub enum FetchFailure {
 
 /// Host-side failures: the VMM has a problem, not (necessarily) the guest.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum EmulateError {
     /// A register could not be read or written.
     #[error("register access failed: {0}")]
@@ -248,6 +261,7 @@ pub enum EmulateError {
 
 /// Counts of outcomes, for the VMM to print.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Counters {
     /// Emulated instructions per class.
     pub emulated: BTreeMap<Class, u64>,
@@ -281,6 +295,8 @@ pub struct Emulator {
     pa_bits: Option<u8>,
     monitor: Option<Monitor>,
     counters: Counters,
+    /// PSTATE as the last emulation read it (before it cleared SS/BTYPE).
+    last_pstate: u64,
 }
 
 /// Register reads cached for one emulation: each read of a KVM vCPU is an ioctl.
@@ -375,6 +391,25 @@ impl Emulator {
     /// `fault_ipa` is the IPA KVM reported (`arm_nisv.fault_ipa`), if any: the
     /// instruction must access a byte in that 4 KiB page, else
     /// [`EmulateError::FaultIpaMismatch`].
+    ///
+    /// **The fused exclusive.** When the instruction is an emulated
+    /// load-exclusive (LDXR/LDAXR/LDXP/LDAXP) and the word after it is a
+    /// store-exclusive (STXR/STLXR/STXP/STLXP), the store-exclusive is emulated
+    /// in the same call, against the monitor the load just armed, and the
+    /// returned `Emulated` outcome is the store's (PC has advanced past both).
+    /// The CPU cannot run that store itself: its local monitor was never armed
+    /// (docs/emulator.md, "Exclusives"). Running the two back to back is an
+    /// execution the architecture allows. The store is fused only if it
+    /// completes: if it would fault (translation, permission, alignment, no
+    /// device) nothing of it is applied, the load-exclusive's `Emulated` is
+    /// returned alone (PC at the store, the monitor still armed), and the CPU
+    /// then executes the store and takes its fault itself (or fails it on its
+    /// own monitor). So every `GuestFault` and `NoDevice` leaves the state
+    /// unchanged, as promised. Never fused: under single-step (PSTATE.SS = 1
+    /// when the load-exclusive trapped: the debugger must see each step), and
+    /// when the store's SP base would take an SP alignment fault
+    /// (SCTLR_EL1.SA at EL1, SA0 at EL0, SP not 16-byte aligned), which the CPU
+    /// reports before any data access.
     pub fn emulate<R: VcpuRegs, M: GuestRam, B: MmioBus>(
         &mut self,
         regs: &mut R,
@@ -385,7 +420,9 @@ impl Emulator {
         let r = self.emulate_with(regs, ram, bus, fault_ipa, None);
         self.count(&r);
         match &r {
-            Ok(Outcome::Emulated { insn }) if insn.op == Op::LoadExclusive => {
+            Ok(Outcome::Emulated { insn })
+                if insn.op == Op::LoadExclusive && self.last_pstate & writeback::PSTATE_SS == 0 =>
+            {
                 self.fuse_store_exclusive(regs, ram, bus).unwrap_or(r)
             }
             _ => r,
@@ -428,6 +465,7 @@ impl Emulator {
     ) -> Result<Outcome, EmulateError> {
         let mut c = Cache::new(regs);
         let pstate = c.get(Reg::Pstate)?;
+        self.last_pstate = pstate;
         let pc = c.get(Reg::Pc)?;
         if pstate & PSTATE_NRW != 0 {
             return Ok(Outcome::Unsupported {

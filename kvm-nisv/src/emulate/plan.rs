@@ -301,15 +301,24 @@ pub fn plan<M: GuestRam + ?Sized, B: MmioBus + ?Sized>(
             // Target of each byte: one RAM or device piece normally; a
             // translation whose bytes mix RAM and devices (a DC ZVA block, a
             // memslot ending inside a page) is cut into runs.
+            // Stores (and read-modify-writes) need RAM the guest may write:
+            // read-only RAM is the bus's, like a `KVM_MEM_READONLY` memslot.
+            let ram_ok = |a: u64, l: usize| {
+                if kind == AccessKind::Write {
+                    ram.is_writable(a, l)
+                } else {
+                    ram.is_ram(a, l)
+                }
+            };
             let mut runs: Vec<(usize, usize, Target)> = Vec::new();
-            if ram.is_ram(t.ipa, len) {
+            if ram_ok(t.ipa, len) {
                 runs.push((0, len, Target::Ram));
             } else if bus.contains(t.ipa, len) {
                 runs.push((0, len, Target::Device));
             } else {
                 for i in 0..len {
                     let a = t.ipa.wrapping_add(i as u64);
-                    let target = if ram.is_ram(a, 1) {
+                    let target = if ram_ok(a, 1) {
                         Target::Ram
                     } else if bus.contains(a, 1) {
                         Target::Device
