@@ -327,6 +327,16 @@ impl Engine {
         if t + len > region {
             t = (region - len) & !(a - 1);
         }
+        // FEAT_LSE2 (Normal memory only: Device memory faults on any unaligned
+        // access): an access that needs its own alignment may be unaligned
+        // inside one aligned 16-byte quantity (Arm ARM
+        // `AArch64.UnalignedAccessFaults`; SCTLR_EL1.nAA = 0 here).
+        if self.feat.lse2 && !l.device_attrs && c.align > 1 && len < 16 && rng.chance(1, 4) {
+            let k = 1 + rng.below(16 - len);
+            if k % c.align != 0 {
+                t = (t & !15) + k;
+            }
+        }
         let master = bytes(MASTER.get() as u64, region);
         // Registers read from memory (CAS compare values).
         let mut x = c.x;

@@ -297,6 +297,8 @@ pub struct Emulator {
     counters: Counters,
     /// PSTATE as the last emulation read it (before it cleared SS/BTYPE).
     last_pstate: u64,
+    /// FEAT_LSE2 (ID_AA64MMFR2_EL1.AT != 0), read once or given.
+    lse2: Option<bool>,
 }
 
 /// Register reads cached for one emulation: each read of a KVM vCPU is an ioctl.
@@ -356,6 +358,15 @@ impl Emulator {
     /// instead of reading the register.
     pub fn with_pa_bits(mut self, bits: u8) -> Self {
         self.pa_bits = Some(bits);
+        self
+    }
+
+    /// Whether the CPU implements FEAT_LSE2 (unaligned exclusives, atomics
+    /// and acquire/release within 16 bytes; see [`plan`]), instead of reading
+    /// ID_AA64MMFR2_EL1.AT (which is read once, and only when an access needs
+    /// the answer).
+    pub fn with_lse2(mut self, lse2: bool) -> Self {
+        self.lse2 = Some(lse2);
         self
     }
 
@@ -562,6 +573,20 @@ impl Emulator {
                 return Ok(unsupported(UnsupportedReason::DcZvaProhibited { dczid }));
             }
             spec = spec.with_zva_block(4u64 << bs);
+        }
+
+        // FEAT_LSE2 decides whether an access misaligned for the instruction's
+        // own alignment faults: ask only then (ID_AA64MMFR2_EL1.AT, once).
+        if insn.op != Op::ZeroBlock && !addr.is_multiple_of(u64::from(insn.align.max(1))) {
+            let lse2 = match self.lse2 {
+                Some(l) => l,
+                None => {
+                    let l = (c.get(Reg::Sys(SysReg::IdAa64mmfr2El1))? >> 32) & 0xf != 0;
+                    self.lse2 = Some(l);
+                    l
+                }
+            };
+            spec = spec.with_lse2(lse2);
         }
 
         // Plan: check and translate every piece before any side effect.

@@ -264,9 +264,10 @@ pub fn plan<M: GuestRam + ?Sized, B: MmioBus + ?Sized>(
         ipas: Vec::new(),
         problem: None,
     };
+    let whole = zva || whole_aligned(insn, addr);
     for &(va, size) in &accesses {
-        let aligned = va % (size.max(1) as u64) == 0;
-        if strict_align && !aligned && p.problem.is_none() {
+        let aligned = va % (size.max(1) as u64) == 0 && whole;
+        if strict_align && va % (size.max(1) as u64) != 0 && p.problem.is_none() {
             p.problem = Some(Problem::Fault(fault(va, align_fault)));
         }
         let mut elem = ElemPlan {
@@ -356,19 +357,45 @@ pub fn plan<M: GuestRam + ?Sized, B: MmioBus + ?Sized>(
     Ok(p)
 }
 
-/// The instruction's own alignment requirement (`Insn::align`), with the
-/// FEAT_LSE2 relaxation of SCTLR_EL1.nAA.
+/// The instruction's own alignment requirement (`Insn::align`: the whole
+/// access size of exclusives, atomics, CAS and the acquire/release forms) as
+/// the Arm ARM's `AArch64.UnalignedAccessFaults` has it (DDI 0487K.a): an
+/// unaligned access of
+///
+/// - an exclusive (LDXR/STXR/LDXP/STXP and the acquire/release forms), an
+///   atomic (LD<op>/ST<op>/SWP) or a CAS/CASP faults unless the CPU has
+///   FEAT_LSE2 and every byte lies in one aligned 16-byte quantity
+///   (`AllInAlignedQuantity(address, size, 16)`);
+/// - a load-acquire/store-release (LDAR/STLR, LDAPR, LDAPUR/STLUR,
+///   LDLAR/STLLR) faults without FEAT_LSE2; with it, only when SCTLR_EL1.nAA = 0
+///   and the bytes are not all in one aligned 16-byte quantity.
+///
+/// SCTLR_EL1.A (checked per element by the caller) and Device memory (checked
+/// per piece) fault whatever this says.
 fn required_alignment_ok(s1: &Stage1Regs, insn: &Insn, spec: &AccessSpec) -> bool {
     let addr = spec.addr;
     let align = u64::from(insn.align.max(1));
     if addr.is_multiple_of(align) {
         return true;
     }
-    let _ = spec.lse2;
-    // FEAT_LSE2: with SCTLR_EL1.nAA = 1, the non-exclusive load-acquire/
-    // store-release forms (LDAR, STLR, LDAPR, LDAPUR, STLUR) may be unaligned
-    // as long as they stay within 16 bytes.
-    s1.sctlr & SCTLR_NAA != 0
-        && matches!(insn.op, Op::Load | Op::Store)
-        && (addr & 15) + insn.elements.total_bytes() <= 16
+    if !spec.lse2 {
+        return false;
+    }
+    let in_quantity = (addr & 15) + insn.elements.total_bytes() <= 16;
+    match insn.op {
+        Op::LoadExclusive
+        | Op::StoreExclusive { .. }
+        | Op::Atomic { .. }
+        | Op::CompareAndSwap { .. } => in_quantity,
+        _ => s1.sctlr & SCTLR_NAA != 0 || in_quantity,
+    }
+}
+
+/// Whether the whole access is aligned to the instruction's own alignment
+/// (`Insn::align`): with FEAT_LSE2 an unaligned exclusive, atomic or
+/// acquire/release access may pass [`required_alignment_ok`], and is then
+/// unaligned for the Device memory check (pseudocode `IsAligned(address,
+/// size)` over the whole access).
+fn whole_aligned(insn: &Insn, addr: u64) -> bool {
+    addr.is_multiple_of(u64::from(insn.align.max(1)))
 }

@@ -129,8 +129,8 @@ fn guest_main() -> u8 {
         seed, count, args
     );
     println!(
-        "oracle: LSE {} DC ZVA block {:?} BigEnd {}",
-        feat.lse, feat.zva, be
+        "oracle: LSE {} LSE2 {} DC ZVA block {:?} BigEnd {}",
+        feat.lse, feat.lse2, feat.zva, be
     );
     if !sysreg::has_gran4() {
         println!("oracle: FAIL: no 4 KiB granule");
