@@ -53,6 +53,7 @@ pub fn alias_layout(pg: u64, name: &'static str) -> Layout {
         dev_off: 0,
         device_attrs: false,
         sctlr: run::canonical_sctlr(),
+        tail_unmapped: false,
     }
 }
 
@@ -457,7 +458,11 @@ fn lse2_alignment(feat: Features, pg: u64) -> Result<(), &'static str> {
     ];
     println!(
         "  lse2-alignment: ID_AA64MMFR2_EL1.AT says FEAT_LSE2 {}",
-        if feat.lse2 { "implemented" } else { "not implemented" }
+        if feat.lse2 {
+            "implemented"
+        } else {
+            "not implemented"
+        }
     );
     let code = LSE2_CODE.get() as u64;
     let ram = engine::ramside_pa();

@@ -223,8 +223,8 @@ fn reset(next: Next) -> bool {
     bytes(page(P_REF_A), PAGE as usize).copy_from_slice(bytes(ia, PAGE as usize));
     bytes(page(P_B), PAGE as usize).copy_from_slice(bytes(ib, PAGE as usize));
     sysreg::clean_inval(page(P_REF_A), 2 * PAGE);
-    let mut ok = testdev::to_device(ia, DEV_A, PAGE)
-        && testdev::to_device(page(P_IMG_NEXT), DEV_NEXT, PAGE);
+    let mut ok =
+        testdev::to_device(ia, DEV_A, PAGE) && testdev::to_device(page(P_IMG_NEXT), DEV_NEXT, PAGE);
     if next == Next::Device {
         ok &= testdev::to_device(ib, DEV_B, PAGE);
     }
@@ -395,7 +395,11 @@ fn run_case(c: &Case, rng: &mut Rng) -> bool {
                     ok = false;
                 }
                 if d.f.x[1] != base_dev {
-                    fail("base register changed by a faulting access", d.f.x[1], base_dev);
+                    fail(
+                        "base register changed by a faulting access",
+                        d.f.x[1],
+                        base_dev,
+                    );
                     ok = false;
                 }
             }
@@ -492,7 +496,13 @@ fn setup_tables() -> Result<(), mmu::MapError> {
     for (slot, next) in Next::ALL.iter().enumerate() {
         map_case(&mut t, slot as u64, *next)?;
     }
-    t.map_perm(CODE_EL0_VA, page(P_CODE), PAGE, Attr::Normal, Perm::ReadOnly)?;
+    t.map_perm(
+        CODE_EL0_VA,
+        page(P_CODE),
+        PAGE,
+        Attr::Normal,
+        Perm::ReadOnly,
+    )?;
     t.enable();
     Ok(())
 }
