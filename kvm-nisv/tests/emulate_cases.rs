@@ -873,3 +873,50 @@ fn stores_to_read_only_ram_go_to_the_bus_or_nowhere() {
         "RAM untouched"
     );
 }
+
+/// The planner on its own (`emulate::plan`): pure, every piece with its VA,
+/// IPA and target, the first problem, and nothing accessed.
+#[test]
+fn the_planner_alone() {
+    use kvm_nisv::emulate::plan::{self, AccessSpec, Problem, Target};
+    use kvm_nisv::stage1::Stage1Regs;
+    // ldr x2, [x1] with the MMU off: every data access is Device-nGnRnE.
+    let insn = kvm_nisv::decode::decode(0xf940_0022).unwrap();
+    let mut ram = VecRam::new();
+    assert!(ram.add_region(0x1000, 0x1000));
+    let mut bus = TestBus::default();
+    bus.add(0x2000, vec![0; 0x10]);
+    let s1 = Stage1Regs::default();
+    // 0x1ff8: all RAM.
+    let p = plan::plan(&s1, &insn, &AccessSpec::new(0x1ff8, El::El1), &ram, &bus).unwrap();
+    assert_eq!(p.problem(), None);
+    assert_eq!(p.elements().len(), 1);
+    let pc = p.elements()[0].pieces[0];
+    assert_eq!(
+        (pc.va, pc.ipa, pc.len, pc.target),
+        (0x1ff8, 0x1ff8, 8, Target::Ram)
+    );
+    assert!(p.touches_page(0x1abc) && !p.touches_page(0x2000));
+    // 0x2008: the device.
+    let p = plan::plan(&s1, &insn, &AccessSpec::new(0x2008, El::El1), &ram, &bus).unwrap();
+    assert_eq!(p.elements()[0].pieces[0].target, Target::Device);
+    // 0x1ffc: unaligned on Device memory (MMU off): an alignment fault at the
+    // first piece; both pages still translated for the fault IPA check.
+    let p = plan::plan(&s1, &insn, &AccessSpec::new(0x1ffc, El::El1), &ram, &bus).unwrap();
+    assert!(
+        matches!(p.problem(), Some(Problem::Fault(f)) if f.fault.kind == FaultKind::Alignment && f.va == 0x1ffc),
+        "{:?}",
+        p.problem()
+    );
+    assert!(p.touches_page(0x2000) && p.touches_page(0x1000));
+    // 0x2010: nothing there.
+    let p = plan::plan(&s1, &insn, &AccessSpec::new(0x2010, El::El1), &ram, &bus).unwrap();
+    assert_eq!(
+        p.problem(),
+        Some(Problem::NoDevice {
+            va: 0x2010,
+            ipa: 0x2010
+        })
+    );
+    assert!(bus.log.is_empty(), "the planner accesses nothing");
+}
