@@ -4,7 +4,7 @@
 //! The stop report: what the VMM prints when a NISV exit (or a retry loop)
 //! stops the VM.
 //!
-//! It starts with the case in plain words ("access inside the <device> window
+//! It starts with the case in plain words ("access inside the `<device>` window
 //! ...", "access outside any RAM or device ..."), then why it stopped, the fault
 //! IPA and where it is, the ESR ISS decoded, the instruction disassembled with
 //! its PC, x0..x30, SP_EL0/SP_EL1, PSTATE in words and a frame-pointer
