@@ -450,9 +450,13 @@ impl Engine {
                 && bytes(l.dev_va + l.pre + l.page, l.post) == mpost;
             let mut o2v = o2;
             o2v.v = o1.v;
+            // Nothing was loaded: the base register still differs by delta,
+            // even for a load that would have overwritten it.
+            let mut cf = *c;
+            cf.base_loaded = false;
             let ok = !o2.done()
                 && o2.far == o1.far.wrapping_add(delta)
-                && same_regs(c, &o1, &o2v, delta)
+                && same_regs(&cf, &o1, &o2v, delta)
                 && dev_ok;
             if ok {
                 return Verdict::Match;
