@@ -10,50 +10,11 @@
 //! No decoding, emulation or page-table walking is done in this file.
 
 use kvm_nisv::decode::Insn;
+use kvm_nisv::emulate::{EmulateError, Outcome};
 use kvm_nisv::mem::GuestRam;
 use kvm_nisv::regs::{Reg, VcpuRegs};
 
 use crate::bus::Bus;
-
-/// What the emulator did with one NISV exit.
-///
-/// Mirrors the intended `kvm_nisv::emulate::Outcome`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum EmuOutcome {
-    /// The access was performed and the vCPU state advanced past the instruction.
-    Emulated {
-        /// The decoded instruction.
-        insn: Insn,
-    },
-    /// The instruction was decoded but (part of) the access hits neither RAM nor
-    /// a device.
-    NoDevice {
-        /// The decoded instruction.
-        insn: Insn,
-        /// The virtual address that missed.
-        va: u64,
-        /// Its IPA.
-        ipa: u64,
-    },
-    /// The instruction is not one the emulator handles.
-    Unsupported {
-        /// The instruction word.
-        word: u32,
-        /// Its address.
-        pc: u64,
-    },
-    /// The emulator found a fault the guest must see (stage-1 translation,
-    /// permission or alignment fault...): deliver a synchronous data abort with
-    /// this syndrome.
-    GuestFault {
-        /// ESR_EL1 to report.
-        esr: u64,
-        /// FAR_EL1 to report (the faulting virtual address).
-        far: u64,
-        /// The fault in words.
-        what: String,
-    },
-}
 
 /// The NISV emulator as the policy uses it. The production implementation is
 /// [`KvmNisvEmulator`]; tests substitute their own.
@@ -65,7 +26,7 @@ pub trait NisvEmulator: Send {
         ram: &dyn GuestRam,
         bus: &Bus,
         fault_ipa: u64,
-    ) -> Result<EmuOutcome, String>;
+    ) -> Result<Outcome, EmulateError>;
 
     /// The VMM made the vCPU take an exception (an injected abort): forget
     /// per-vCPU state such as the exclusive monitor.
@@ -118,26 +79,15 @@ impl NisvEmulator for KvmNisvEmulator {
         ram: &dyn GuestRam,
         mut bus: &Bus,
         fault_ipa: u64,
-    ) -> Result<EmuOutcome, String> {
-        use kvm_nisv::emulate::Outcome;
+    ) -> Result<Outcome, EmulateError> {
         let r = self
             .inner
-            .emulate(&mut regs, &ram, &mut bus, Some(fault_ipa))
-            .map_err(|e| e.to_string())?;
-        Ok(match r {
-            Outcome::Emulated { insn } => EmuOutcome::Emulated { insn },
-            Outcome::NoDevice { insn, va, ipa } => EmuOutcome::NoDevice { insn, va, ipa },
-            Outcome::Unsupported { word, pc } => EmuOutcome::Unsupported { word, pc },
-            Outcome::GuestFault(f) => {
-                // The guest takes an exception: like CLREX, it clears the monitor.
-                self.inner.clear_monitor();
-                EmuOutcome::GuestFault {
-                    esr: f.esr(),
-                    far: f.va,
-                    what: f.fault.to_string(),
-                }
-            }
-        })
+            .emulate(&mut regs, &ram, &mut bus, Some(fault_ipa))?;
+        if matches!(r, Outcome::GuestFault(_) | Outcome::NoDevice { .. }) {
+            // The guest takes an exception: like CLREX, it clears the monitor.
+            self.inner.clear_monitor();
+        }
+        Ok(r)
     }
 
     fn exception_injected(&mut self) {

@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use kvm_nisv::mem::{BusError, MmioBus};
+use kvm_nisv::mem::{BusError, GuestRam, MmioBus};
 use thiserror::Error;
 
 /// Why a device rejected an access.
@@ -175,6 +175,105 @@ impl MmioBus for &Bus {
     }
     fn write(&mut self, ipa: u64, data: &[u8]) -> Result<(), BusError> {
         Bus::write(self, ipa, data)
+    }
+    /// One device claims every byte: the emulator's planner asks this before
+    /// any access, so an access reaching a byte with nothing behind it is
+    /// reported (`Outcome::NoDevice`) with nothing written.
+    fn contains(&self, ipa: u64, len: usize) -> bool {
+        self.find(ipa, len).is_some()
+    }
+}
+
+/// The data of an MMIO access that [`Bus::split_access`] spreads over its pieces.
+#[derive(Debug)]
+pub enum AccessData<'a> {
+    /// A read: the bytes to fill, lowest address first.
+    Read(&'a mut [u8]),
+    /// A write: the bytes, lowest address first.
+    Write(&'a [u8]),
+}
+
+impl Bus {
+    /// An access that no single device claims but that covers device windows
+    /// and RAM side by side (see [`Bus::pieces`]; the test device's data window
+    /// ends where RAM starts): performs each piece on its own target. Fails with
+    /// `NoDevice` (nothing accessed) when the access is not made of such pieces.
+    pub fn split_access(
+        &self,
+        ram: &dyn GuestRam,
+        addr: u64,
+        mut data: AccessData<'_>,
+    ) -> Result<(), BusError> {
+        let len = match &data {
+            AccessData::Read(d) => d.len(),
+            AccessData::Write(d) => d.len(),
+        };
+        let ps = match self.pieces(ram, addr, len) {
+            Some(ps) if ps.len() > 1 => ps,
+            _ => return Err(BusError::NoDevice { ipa: addr, len }),
+        };
+        let ram_err = |a, n| BusError::NoDevice { ipa: a, len: n };
+        for (a, n, dev) in ps {
+            let off = usize::try_from(a.wrapping_sub(addr)).unwrap_or(usize::MAX);
+            let r = match &mut data {
+                AccessData::Read(d) => {
+                    let Some(d) = d.get_mut(off..off.saturating_add(n)) else {
+                        break;
+                    };
+                    if dev {
+                        self.read(a, d)
+                    } else {
+                        ram.read(a, d).map_err(|_| ram_err(a, n))
+                    }
+                }
+                AccessData::Write(d) => {
+                    let Some(d) = d.get(off..off.saturating_add(n)) else {
+                        break;
+                    };
+                    if dev {
+                        self.write(a, d)
+                    } else {
+                        ram.write(a, d).map_err(|_| ram_err(a, n))
+                    }
+                }
+            };
+            // A device that rejects its part is logged by `read`/`write`; the
+            // other pieces are still made, as for an ordinary access.
+            let _ = r;
+        }
+        Ok(())
+    }
+
+    /// Split `[addr, addr + len)` into pieces `(ipa, len, is_device)` each
+    /// wholly inside one device or in RAM. `None` when some byte is neither.
+    pub fn pieces(
+        &self,
+        ram: &dyn GuestRam,
+        addr: u64,
+        len: usize,
+    ) -> Option<Vec<(u64, usize, bool)>> {
+        let mut out = Vec::new();
+        let mut at = addr;
+        let end = addr.checked_add(len as u64)?;
+        while at < end {
+            if let Some((_, base, size)) = self.device_range(at) {
+                let n = (base.checked_add(size)?.min(end) - at) as usize;
+                out.push((at, n, true));
+                at += n as u64;
+            } else {
+                // RAM up to the next device (or the end of the access).
+                let mut n = 0u64;
+                while at + n < end && self.device_at(at + n).is_none() {
+                    n += 1;
+                }
+                if !ram.is_ram(at, n as usize) {
+                    return None;
+                }
+                out.push((at, n as usize, false));
+                at += n;
+            }
+        }
+        Some(out)
     }
 }
 

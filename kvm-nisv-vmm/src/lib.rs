@@ -15,6 +15,7 @@
 pub mod adapter;
 pub mod bus;
 pub mod cli;
+pub mod control;
 pub mod fdt;
 pub mod gic;
 pub mod layout;
@@ -22,6 +23,9 @@ pub mod loader;
 pub mod memory;
 pub mod mmio_fixup;
 pub mod nisv;
+pub mod report;
+#[cfg(target_arch = "aarch64")]
+pub mod run_loop;
 pub mod testdev;
 pub mod uart;
 pub mod vcpu;

@@ -29,14 +29,26 @@
 //! bytes past the page end would be looked up at the next IPA, which is not
 //! where the guest's mapping puts them.
 //!
+//! Every piece is translated from its own VA through the guest's stage 1 with
+//! the access's EL and kind, by the library's planner (the same as for NISV
+//! exits), and every check is made before any access. A piece that faults
+//! (translation, permission, access flag, alignment, or nothing behind it)
+//! makes [`straddle`] return [`Straddle::Fault`]: the caller delivers that
+//! fault (FAR = the piece's VA), nothing is written, and KVM must not complete
+//! the access (the run loop clears `kvm_run.exit_reason`). Before issue 11 the
+//! whole access then fell through to the bus at the fault IPA, so a store wrote
+//! its second half into the window page that follows in IPA space and the
+//! guest saw no fault.
+//!
 //! Cost: only exits whose address is within `len` bytes of the start of a 4 KiB
 //! page (the tail of a straddle always is) or whose range crosses a 4 KiB
 //! boundary (the head) pay for the decode (PC, PSTATE, the
 //! stage-1 registers, the base and index registers); the address computed from
 //! the instruction then tells whether the access really crosses the page.
 
-use kvm_nisv::decode::{Base, Extend, Insn, LoadExt, Offset, Op, RegSlot, Writeback};
-use kvm_nisv::emulate::{Emulator, Outcome};
+use kvm_nisv::decode::{Base, Insn, LoadExt, Offset, Op, RegSlot, Writeback};
+use kvm_nisv::emulate::plan;
+use kvm_nisv::emulate::{EmulateError, Emulator, GuestFault, Outcome, fetch_at_pc};
 use kvm_nisv::mem::GuestRam;
 use kvm_nisv::regs::{Reg, RegError, SysReg, VcpuRegs};
 
@@ -46,6 +58,8 @@ use crate::bus::Bus;
 const PAGE: u64 = 0x1000;
 /// PSTATE.M\[0\]: SP_ELx selected.
 const PSTATE_SP: u64 = 1;
+/// PSTATE.nRW (M\[4\]): AArch32.
+const PSTATE_NRW: u64 = 1 << 4;
 /// SCTLR_EL1.EE (EL1 data endianness) and SCTLR_EL1.E0E (EL0).
 const SCTLR_EE: u64 = 1 << 25;
 const SCTLR_E0E: u64 = 1 << 24;
@@ -86,7 +100,8 @@ pub fn may_straddle(addr: u64, len: usize) -> bool {
     len > 1 && (off < len || off + len > PAGE)
 }
 
-/// The virtual address `insn` accesses, from the vCPU's registers.
+/// The virtual address `insn` accesses, from the vCPU's registers (the
+/// library's own address computation, `kvm_nisv::emulate::plan::address`).
 fn address(regs: &mut dyn VcpuRegs, insn: &Insn, pstate: u64) -> Option<u64> {
     let base = match insn.base {
         Base::X(n) if n < 31 => regs.get(Reg::X(n)).ok()?,
@@ -100,33 +115,43 @@ fn address(regs: &mut dyn VcpuRegs, insn: &Insn, pstate: u64) -> Option<u64> {
             };
             regs.get(r).ok()?
         }
-        Base::Pc => return None,
+        _ => return None,
     };
-    let off = match insn.offset {
-        Offset::Imm(i) => i as u64,
-        Offset::Reg { m, extend, shift } => {
-            let v = if m == 31 {
-                0
-            } else {
-                regs.get(Reg::X(m)).ok()?
-            };
-            let v = match extend {
-                Extend::Uxtw => v & 0xffff_ffff,
-                Extend::Sxtw => v as u32 as i32 as i64 as u64,
-                Extend::Lsl | Extend::Sxtx => v,
-            };
-            v.checked_shl(u32::from(shift))?
-        }
+    let index = match insn.offset {
+        Offset::Reg { m, .. } if m < 31 => regs.get(Reg::X(m)).ok()?,
+        _ => 0,
     };
-    Some(base.wrapping_add(off))
+    Some(plan::address(insn, base, index))
 }
 
-/// Complete an MMIO exit that is the tail of a page-straddling single-register
-/// access. Returns `true` if it did (for a read, `read` now holds the bytes KVM
-/// must complete the load with; a write has been made, RAM and device parts
-/// each where they belong), `false` if the exit is an ordinary MMIO access (or
-/// anything here failed) and the caller handles it as usual. Nothing is accessed
-/// before the access is known to straddle.
+/// What [`straddle`] did with an MMIO exit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Straddle {
+    /// Not a page-straddling access: handle the exit as an ordinary MMIO access.
+    No,
+    /// Completed: every byte went to, or came from, its own target (for a read,
+    /// the buffer holds the bytes KVM completes the load with). A device that
+    /// refused its part is treated like one that refuses an ordinary MMIO
+    /// access (logged; a read gets zeros).
+    Completed,
+    /// A piece of the access faults: the guest must take `0` (translation,
+    /// permission, access flag, alignment fault of that piece, or the external
+    /// abort of a piece with nothing behind it) and nothing was accessed. KVM
+    /// must not complete the MMIO access.
+    Fault(GuestFault),
+    /// The access could not be checked (the guest changed its tables, or a
+    /// register could not be read): resume without completing the MMIO access,
+    /// so the vCPU executes the instruction again.
+    Retry,
+}
+
+/// Complete an MMIO exit that is part of a page-straddling single-register
+/// access. Every piece is translated from its own VA through the guest's stage
+/// 1 with the access's EL and kind, and every check is made before any access,
+/// by kvm-nisv's emulator (the same planner as for NISV exits), run on the
+/// decoded instruction against a shadow of the registers with `addr` as the
+/// fault IPA. Nothing is accessed before the access is known to straddle, and
+/// nothing at all when a piece faults.
 pub fn straddle(
     regs: &mut dyn VcpuRegs,
     ram: &dyn GuestRam,
@@ -134,51 +159,48 @@ pub fn straddle(
     addr: u64,
     read: Option<&mut [u8]>,
     write: Option<&[u8]>,
-) -> bool {
+) -> Straddle {
     let len = match (&read, write) {
         (Some(d), _) => d.len(),
         (None, Some(d)) => d.len(),
-        (None, None) => return false,
+        (None, None) => return Straddle::No,
     };
     if !may_straddle(addr, len) {
-        return false;
+        return Straddle::No;
     }
-    let Ok(pc) = regs.get(Reg::Pc) else {
-        return false;
-    };
     let Ok(pstate) = regs.get(Reg::Pstate) else {
-        return false;
+        return Straddle::No;
     };
-    let Ok(pc_ipa) = crate::adapter::translate(regs, ram, pc) else {
-        return false;
-    };
-    let mut w = [0u8; 4];
-    if ram.read(pc_ipa, &mut w).is_err() {
-        return false;
+    if pstate & PSTATE_NRW != 0 {
+        // An AArch32 access: not decoded here (A64 decoder).
+        return Straddle::No;
     }
-    let Some(insn) = crate::adapter::decode(u32::from_le_bytes(w)) else {
-        return false;
+    let Ok(insn) = fetch_at_pc(regs, &ram).map(|f| f.decode()) else {
+        return Straddle::No;
+    };
+    let Ok(insn) = insn else {
+        return Straddle::No;
     };
     let [el] = insn.elements.as_slice() else {
-        return false;
+        return Straddle::No;
     };
     let RegSlot::Gpr { .. } = el.reg else {
-        return false;
+        return Straddle::No;
     };
     if insn.writeback != Writeback::None || usize::from(el.size) != len {
-        return false;
+        return Straddle::No;
     }
     let Some(va) = address(regs, &insn, pstate) else {
-        return false;
+        return Straddle::No;
     };
     let va = va.wrapping_add(u64::from(el.offset));
     if va % PAGE + len as u64 <= PAGE {
-        return false; // Not a straddle: an ordinary MMIO access.
+        return Straddle::No; // Not a straddle: an ordinary MMIO access.
     }
     let big = match regs.get(Reg::Sys(SysReg::SctlrEl1)) {
         Ok(s) if (pstate >> 2) & 3 == 0 => s & SCTLR_E0E != 0,
         Ok(s) => s & SCTLR_EE != 0,
-        Err(_) => return false,
+        Err(_) => return Straddle::Retry,
     };
     let mut shadow = Shadow {
         inner: regs,
@@ -186,11 +208,21 @@ pub fn straddle(
     };
     let mut emu = Emulator::new();
     let mut b = bus;
-    match emu.emulate_insn(&mut shadow, &ram, &mut b, &insn, None) {
+    let outcome = emu.emulate_insn(&mut shadow, &ram, &mut b, &insn, Some(addr));
+    match outcome {
         Ok(Outcome::Emulated { .. }) => {}
+        Ok(Outcome::GuestFault(f)) => return Straddle::Fault(f),
+        Ok(Outcome::NoDevice { fault, .. }) => return Straddle::Fault(fault),
+        Err(EmulateError::Bus(e)) => {
+            log::warn!("straddling MMIO access at {addr:#x} (va {va:#x}): {e}");
+            if let Some(d) = read {
+                d.fill(0);
+            }
+            return Straddle::Completed;
+        }
         r => {
             log::warn!("straddling MMIO access at {addr:#x} (va {va:#x}) not emulated: {r:?}");
-            return false;
+            return Straddle::Retry;
         }
     }
     if let Some(data) = read {
@@ -201,11 +233,11 @@ pub fn straddle(
             .unwrap_or(0);
         let bytes = v.to_le_bytes();
         for (i, d) in data.iter_mut().enumerate() {
-            let j = if big { len - 1 - i } else { i };
+            let j = if big { len.saturating_sub(1 + i) } else { i };
             *d = bytes.get(j).copied().unwrap_or(0);
         }
     }
-    true
+    Straddle::Completed
 }
 
 /// PSTATE.BTYPE, cleared by KVM's own PC advance (`kvm_skip_instr`).
@@ -228,7 +260,7 @@ pub fn sign_extended(data: &[u8], big: bool, ext: LoadExt) -> u64 {
     match ext {
         LoadExt::Sign32 => v & 0xffff_ffff,
         LoadExt::Sign64 => v,
-        LoadExt::Zero => raw,
+        _ => raw,
     }
 }
 
@@ -256,20 +288,11 @@ pub fn sign_extend(regs: &mut dyn VcpuRegs, ram: &dyn GuestRam, data: &[u8]) -> 
     if len >= 8 || (first | last) & 0x80 == 0 {
         return false;
     }
-    let Ok(pc) = regs.get(Reg::Pc) else {
+    let Ok(f) = fetch_at_pc(regs, &ram) else {
         return false;
     };
-    let Ok(pstate) = regs.get(Reg::Pstate) else {
-        return false;
-    };
-    let Ok(pc_ipa) = crate::adapter::translate(regs, ram, pc) else {
-        return false;
-    };
-    let mut w = [0u8; 4];
-    if ram.read(pc_ipa, &mut w).is_err() {
-        return false;
-    }
-    let Some(insn) = crate::adapter::decode(u32::from_le_bytes(w)) else {
+    let (pc, pstate) = (f.pc, f.pstate);
+    let Ok(insn) = f.decode() else {
         return false;
     };
     let [el] = insn.elements.as_slice() else {

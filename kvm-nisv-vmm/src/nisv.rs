@@ -23,9 +23,11 @@ use std::sync::{Arc, Mutex};
 
 use kvm_nisv::decode::{Class, Insn};
 use kvm_nisv::mem::GuestRam;
-use kvm_nisv::regs::{Reg, RegError, SysReg, VcpuRegs};
+use kvm_nisv::regs::{Reg, VcpuRegs};
 
-use crate::adapter::{self, EmuOutcome, NisvEmulator};
+use kvm_nisv::emulate::{EmulateError, GuestFault, Outcome};
+
+use crate::adapter::{self, NisvEmulator};
 use crate::bus::Bus;
 
 /// Exit status when `--on-nisv stop` (or an instruction we cannot emulate inside
@@ -36,8 +38,8 @@ pub const EXIT_NISV_STOP: i32 = 3;
 pub const EXIT_RETRY_LOOP: i32 = 4;
 /// How many consecutive injected aborts at one PC count as a retry loop.
 pub const RETRY_LIMIT: u32 = 16;
-/// Frames printed in the backtrace at most.
-pub const BACKTRACE_MAX: usize = 32;
+pub use crate::report::{BACKTRACE_MAX, backtrace, describe_pstate, report};
+use crate::report::{fetch, insn_text};
 
 /// The `--on-nisv` policy.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -66,6 +68,10 @@ pub enum NisvAction {
         /// FAR_EL1.
         far: u64,
     },
+    /// Resume without changing anything: the vCPU executes the instruction
+    /// again (the guest changed its tables between the fault and the walk).
+    /// Counted by the retry-loop detector.
+    Retry,
     /// Stop the VM: print `report` and exit with `status`.
     Stop {
         /// Process exit status.
@@ -169,249 +175,6 @@ impl std::fmt::Debug for NisvHandler {
     }
 }
 
-/// The faulting instruction, as far as it could be read.
-struct Fetched {
-    pc: u64,
-    word: Option<u32>,
-    insn: Option<Insn>,
-    why_not: Option<String>,
-}
-
-fn fetch(regs: &mut dyn VcpuRegs, ram: &dyn GuestRam) -> Fetched {
-    let pc = match regs.get(Reg::Pc) {
-        Ok(pc) => pc,
-        Err(e) => {
-            return Fetched {
-                pc: 0,
-                word: None,
-                insn: None,
-                why_not: Some(e.to_string()),
-            };
-        }
-    };
-    let word = adapter::translate(regs, ram, pc).and_then(|ipa| {
-        let mut b = [0u8; 4];
-        ram.read(ipa, &mut b).map_err(|e| e.to_string())?;
-        // Instructions are always little-endian (Arm ARM B2.6.2).
-        Ok(u32::from_le_bytes(b))
-    });
-    match word {
-        Ok(w) => Fetched {
-            pc,
-            word: Some(w),
-            insn: adapter::decode(w),
-            why_not: None,
-        },
-        Err(e) => Fetched {
-            pc,
-            word: None,
-            insn: None,
-            why_not: Some(e),
-        },
-    }
-}
-
-fn insn_text(f: &Fetched) -> String {
-    match (&f.insn, f.word) {
-        (Some(i), _) => adapter::disasm(i),
-        (None, Some(w)) => format!("{w:#010x} (not a load/store the decoder knows)"),
-        (None, None) => format!("unreadable ({})", f.why_not.as_deref().unwrap_or("?")),
-    }
-}
-
-/// Which of the two situations the report distinguishes.
-fn where_is(bus: &Bus, ram: &dyn GuestRam, ipa: u64) -> (Option<String>, String) {
-    if let Some((name, base)) = bus.device_at(ipa) {
-        (
-            Some(name.to_string()),
-            format!("inside the {name} window at +{:#x}", ipa - base),
-        )
-    } else if ram.is_ram(ipa, 1) {
-        (None, "in guest RAM".to_string())
-    } else {
-        (None, "outside any RAM or device".to_string())
-    }
-}
-
-/// Build the stop report: the case in plain words, the decoded ESR, the fault
-/// IPA, the instruction, the registers, PSTATE and a frame-pointer backtrace.
-pub fn report(
-    regs: &mut dyn VcpuRegs,
-    ram: &dyn GuestRam,
-    bus: &Bus,
-    esr_iss: Option<u64>,
-    fault_ipa: u64,
-    reason: &str,
-) -> String {
-    let f = fetch(regs, ram);
-    let (device, place) = where_is(bus, ram, fault_ipa);
-    let case = match (&device, f.insn.is_some()) {
-        (Some(d), false) => {
-            format!("access inside the {d} window with an instruction we cannot emulate")
-        }
-        (Some(d), true) => {
-            format!("access inside the {d} window by an instruction the decoder knows")
-        }
-        (None, _) if ram.is_ram(fault_ipa, 1) => {
-            "access to guest RAM without a valid syndrome (unexpected: RAM is a memslot)"
-                .to_string()
-        }
-        (None, _) => "access outside any RAM or device (most likely a guest bug)".to_string(),
-    };
-    let mut s = String::new();
-    let _ = writeln!(s, "kvm-nisv-vmm: NISV exit: {case}");
-    let _ = writeln!(s, "  why stopped : {reason}");
-    let _ = writeln!(s, "  fault IPA   : {fault_ipa:#x} ({place})");
-    match esr_iss {
-        Some(iss) => {
-            let _ = writeln!(s, "  ESR ISS     : {}", adapter::describe_iss(iss));
-        }
-        None => {
-            let _ = writeln!(
-                s,
-                "  ESR ISS     : (a KVM_EXIT_MMIO access with a valid syndrome, not a NISV exit)"
-            );
-        }
-    }
-    let _ = writeln!(s, "  instruction : {} at PC {:#x}", insn_text(&f), f.pc);
-    let mut x = [0u64; 31];
-    for (i, v) in x.iter_mut().enumerate() {
-        *v = regs.get(Reg::X(i as u8)).unwrap_or(0);
-    }
-    for row in 0..8 {
-        let mut line = String::from(" ");
-        for col in 0..4 {
-            let i = row * 4 + col;
-            if let Some(v) = x.get(i) {
-                let _ = write!(line, " x{i:<2}={v:016x}");
-            }
-        }
-        let _ = writeln!(s, "{line}");
-    }
-    let sp0 = regs.get(Reg::SpEl0).unwrap_or(0);
-    let sp1 = regs.get(Reg::SpEl1).unwrap_or(0);
-    let _ = writeln!(s, "  sp_el0={sp0:016x} sp_el1={sp1:016x} pc={:016x}", f.pc);
-    match regs.get(Reg::Pstate) {
-        Ok(p) => {
-            let _ = writeln!(s, "  PSTATE      : {}", describe_pstate(p));
-        }
-        Err(e) => {
-            let _ = writeln!(s, "  PSTATE      : unreadable ({e})");
-        }
-    }
-    let _ = writeln!(s, "  backtrace   :");
-    for line in backtrace(regs, ram, f.pc) {
-        let _ = writeln!(s, "    {line}");
-    }
-    s
-}
-
-/// Make the vCPU take a synchronous data abort to EL1 with `esr` and `far`, as
-/// the CPU would (Arm ARM pseudocode `AArch64.TakeException`; KVM's
-/// `inject_abt64()` in arch/arm64/kvm/inject_fault.c does the same for the
-/// external aborts it injects): SPSR_EL1 = PSTATE, ELR_EL1 = PC, PSTATE = EL1h
-/// with DAIF masked (NZCV and DIT kept, PAN set when SCTLR_EL1.SPAN = 0, SSBS
-/// from SCTLR_EL1.DSSBS), PC = VBAR_EL1 + 0x000 (EL1t), 0x200 (EL1h) or 0x400
-/// (from EL0).
-pub fn deliver_sync_abort(regs: &mut dyn VcpuRegs, esr: u64, far: u64) -> Result<(), RegError> {
-    const NZCV: u64 = 0xf000_0000;
-    const DIT: u64 = 1 << 24;
-    const PAN: u64 = 1 << 22;
-    const SSBS: u64 = 1 << 12;
-    const SCTLR_SPAN: u64 = 1 << 23;
-    const SCTLR_DSSBS: u64 = 1 << 44;
-    let pstate = regs.get(Reg::Pstate)?;
-    let pc = regs.get(Reg::Pc)?;
-    let vbar = regs.get(Reg::Sys(SysReg::VbarEl1))?;
-    let sctlr = regs.get(Reg::Sys(SysReg::SctlrEl1))?;
-    let offset = match (pstate >> 2) & 3 {
-        0 => 0x400,
-        _ if pstate & 1 == 1 => 0x200,
-        _ => 0x000,
-    };
-    let mut new = (pstate & (NZCV | DIT | PAN)) | 0x3c5;
-    if sctlr & SCTLR_SPAN == 0 {
-        new |= PAN;
-    }
-    if sctlr & SCTLR_DSSBS != 0 {
-        new |= SSBS;
-    }
-    regs.set(Reg::Sys(SysReg::SpsrEl1), pstate)?;
-    regs.set(Reg::Sys(SysReg::ElrEl1), pc)?;
-    regs.set(Reg::Sys(SysReg::EsrEl1), esr)?;
-    regs.set(Reg::Sys(SysReg::FarEl1), far)?;
-    regs.set(Reg::Pstate, new)?;
-    regs.set(Reg::Pc, vbar.wrapping_add(offset))
-}
-
-/// PSTATE (SPSR layout) in words: NZCV, DAIF, mode.
-pub fn describe_pstate(p: u64) -> String {
-    let flag = |bit: u32, c: char| if p >> bit & 1 == 1 { c } else { '-' };
-    let mode = match p & 0x1f {
-        0b00000 => "EL0t",
-        0b00100 => "EL1t",
-        0b00101 => "EL1h",
-        0b01000 => "EL2t",
-        0b01001 => "EL2h",
-        m if m & 0x10 != 0 => "AArch32",
-        _ => "reserved",
-    };
-    format!(
-        "{p:#x} ({}{}{}{} DAIF={}{}{}{} {mode})",
-        flag(31, 'N'),
-        flag(30, 'Z'),
-        flag(29, 'C'),
-        flag(28, 'V'),
-        flag(9, 'D'),
-        flag(8, 'A'),
-        flag(7, 'I'),
-        flag(6, 'F'),
-    )
-}
-
-/// A frame-pointer backtrace (AAPCS64 frame records: `[x29] = caller's x29`,
-/// `[x29 + 8] = return address`), read through the stage-1 walker. Stops at a
-/// null, misaligned, non-increasing or untranslatable frame pointer.
-pub fn backtrace(regs: &mut dyn VcpuRegs, ram: &dyn GuestRam, pc: u64) -> Vec<String> {
-    let mut out = vec![format!("#0  pc {pc:#x}")];
-    if let Ok(lr) = regs.get(Reg::X(30)) {
-        out.push(format!("#1  lr {lr:#x}"));
-    }
-    let mut fp = regs.get(Reg::X(29)).unwrap_or(0);
-    let mut prev = 0u64;
-    while out.len() < BACKTRACE_MAX {
-        if fp == 0 {
-            break;
-        }
-        if !fp.is_multiple_of(16) || fp <= prev {
-            out.push(format!(
-                "(frame pointer {fp:#x} is not a frame record; stopping)"
-            ));
-            break;
-        }
-        let rec = adapter::translate(regs, ram, fp).and_then(|ipa| {
-            let mut b = [0u8; 16];
-            ram.read(ipa, &mut b).map_err(|e| e.to_string())?;
-            let (lo, hi) = b.split_at(8);
-            let next = u64::from_le_bytes(lo.try_into().unwrap_or([0; 8]));
-            let ret = u64::from_le_bytes(hi.try_into().unwrap_or([0; 8]));
-            Ok((next, ret))
-        });
-        match rec {
-            Ok((next, ret)) => {
-                out.push(format!("#{:<2} ret {ret:#x} (frame {fp:#x})", out.len()));
-                prev = fp;
-                fp = next;
-            }
-            Err(e) => {
-                out.push(format!("(frame {fp:#x} unreadable: {e})"));
-                break;
-            }
-        }
-    }
-    out
-}
-
 impl NisvHandler {
     /// A handler with the given policy and emulator.
     pub fn new(
@@ -460,7 +223,6 @@ impl NisvHandler {
         fault_ipa: u64,
     ) -> NisvAction {
         self.stats.exits.fetch_add(1, Ordering::Relaxed);
-        let nothing_there = bus.device_at(fault_ipa).is_none() && !ram.is_ram(fault_ipa, 1);
         match self.policy {
             Policy::Stop => {
                 let f = fetch(regs, ram);
@@ -486,115 +248,238 @@ impl NisvHandler {
             }
             Policy::Emulate => {
                 let pc = regs.get(Reg::Pc).unwrap_or(0);
-                match self.emulator.emulate(regs, ram, bus, fault_ipa) {
-                    Ok(EmuOutcome::Emulated { insn }) => {
-                        self.stats.count_class(insn.class);
-                        self.stats.emulated.fetch_add(1, Ordering::Relaxed);
-                        self.retry.reset();
-                        self.trace(
-                            vcpu,
-                            pc,
-                            fault_ipa,
-                            esr_iss,
-                            &adapter::disasm(&insn),
-                            "emulated",
-                        );
-                        NisvAction::Resume
-                    }
-                    Ok(EmuOutcome::NoDevice { insn, va, ipa }) => {
-                        self.stats.count_class(insn.class);
-                        let what = format!(
-                            "{} (va {va:#x} ipa {ipa:#x}: no RAM or device)",
-                            adapter::disasm(&insn)
-                        );
-                        self.trace(vcpu, pc, fault_ipa, esr_iss, &what, "inject external abort");
-                        self.inject(regs, ram, bus, Some(esr_iss), fault_ipa, pc)
-                    }
-                    Ok(EmuOutcome::GuestFault { esr, far, what }) => {
-                        let f = fetch(regs, ram);
-                        self.count(&f.insn);
-                        let what = format!("{} ({what})", insn_text(&f));
-                        self.trace(
-                            vcpu,
-                            pc,
-                            fault_ipa,
-                            esr_iss,
-                            &what,
-                            &format!("deliver data abort, ESR {esr:#x} FAR {far:#x}"),
-                        );
-                        if let Some(stop) =
-                            self.retry_check(regs, ram, bus, Some(esr_iss), fault_ipa, pc)
-                        {
-                            return stop;
-                        }
-                        self.stats.faults_delivered.fetch_add(1, Ordering::Relaxed);
-                        NisvAction::DeliverAbort { esr, far }
-                    }
-                    Ok(EmuOutcome::Unsupported { word, pc }) => {
-                        self.stats.undecoded.fetch_add(1, Ordering::Relaxed);
-                        let what = format!("{word:#010x} (unsupported)");
-                        if nothing_there {
-                            self.trace(
-                                vcpu,
-                                pc,
-                                fault_ipa,
-                                esr_iss,
-                                &what,
-                                "inject external abort",
-                            );
-                            return self.inject(regs, ram, bus, Some(esr_iss), fault_ipa, pc);
-                        }
-                        self.trace(vcpu, pc, fault_ipa, esr_iss, &what, "stop");
-                        NisvAction::Stop {
-                            status: EXIT_NISV_STOP,
-                            report: report(
-                                regs,
-                                ram,
-                                bus,
-                                Some(esr_iss),
-                                fault_ipa,
-                                "the emulator does not support this instruction",
-                            ),
-                        }
-                    }
-                    Err(e) => {
-                        let f = fetch(regs, ram);
-                        self.count(&f.insn);
-                        if nothing_there {
-                            // Whatever the emulator's trouble, nothing is at this address:
-                            // the guest gets the abort real hardware would give it.
-                            self.trace(
-                                vcpu,
-                                pc,
-                                fault_ipa,
-                                esr_iss,
-                                &insn_text(&f),
-                                "inject external abort",
-                            );
-                            return self.inject(regs, ram, bus, Some(esr_iss), fault_ipa, pc);
-                        }
-                        self.trace(
-                            vcpu,
-                            pc,
-                            fault_ipa,
-                            esr_iss,
-                            &insn_text(&f),
-                            "stop (emulator error)",
-                        );
-                        NisvAction::Stop {
-                            status: EXIT_NISV_STOP,
-                            report: report(
-                                regs,
-                                ram,
-                                bus,
-                                Some(esr_iss),
-                                fault_ipa,
-                                &format!("emulator error: {e}"),
-                            ),
-                        }
-                    }
+                let r = self.emulator.emulate(regs, ram, bus, fault_ipa);
+                self.emulate_outcome(vcpu, regs, ram, bus, esr_iss, fault_ipa, pc, r)
+            }
+        }
+    }
+
+    /// Map every emulator result to what the guest sees (or, for host-side
+    /// failures only, a stop):
+    ///
+    /// | result | action |
+    /// | --- | --- |
+    /// | `Emulated` | resume |
+    /// | `GuestFault` | deliver the fault (ESR/FAR of the faulting piece) |
+    /// | `NoDevice` | deliver its synchronous external abort (FAR = the byte with nothing behind it) |
+    /// | `Unsupported` | inject an external abort (what a VMM without an emulator gives) |
+    /// | `FaultIpaMismatch`, `Fetch` | retry: resume unchanged (the guest changed its tables) |
+    /// | `Bus` (a device refused an access) | inject an external abort |
+    /// | `Regs`, `Mem` (host failures) | inject if nothing is at the IPA, else stop with the report |
+    ///
+    /// Every guest-visible exception and every retry goes through the
+    /// retry-loop detector.
+    #[allow(clippy::too_many_arguments)]
+    fn emulate_outcome(
+        &mut self,
+        vcpu: usize,
+        regs: &mut dyn VcpuRegs,
+        ram: &dyn GuestRam,
+        bus: &Bus,
+        esr_iss: u64,
+        fault_ipa: u64,
+        pc: u64,
+        r: Result<Outcome, EmulateError>,
+    ) -> NisvAction {
+        let nothing_there = bus.device_at(fault_ipa).is_none() && !ram.is_ram(fault_ipa, 1);
+        match r {
+            Ok(Outcome::Emulated { insn }) => {
+                self.stats.count_class(insn.class);
+                self.stats.emulated.fetch_add(1, Ordering::Relaxed);
+                self.retry.reset();
+                self.trace(
+                    vcpu,
+                    pc,
+                    fault_ipa,
+                    esr_iss,
+                    &adapter::disasm(&insn),
+                    "emulated",
+                );
+                NisvAction::Resume
+            }
+            Ok(Outcome::NoDevice {
+                insn,
+                va,
+                ipa,
+                fault,
+                ..
+            }) => {
+                self.stats.count_class(insn.class);
+                let what = format!(
+                    "{} (va {va:#x} ipa {ipa:#x}: no RAM or device)",
+                    adapter::disasm(&insn)
+                );
+                self.deliver(
+                    vcpu,
+                    regs,
+                    ram,
+                    bus,
+                    Some(esr_iss),
+                    fault_ipa,
+                    pc,
+                    &what,
+                    &fault,
+                )
+            }
+            Ok(Outcome::GuestFault(f)) => {
+                let fetched = fetch(regs, ram);
+                self.count(&fetched.insn);
+                let what = format!("{} ({})", insn_text(&fetched), f.fault);
+                self.deliver(
+                    vcpu,
+                    regs,
+                    ram,
+                    bus,
+                    Some(esr_iss),
+                    fault_ipa,
+                    pc,
+                    &what,
+                    &f,
+                )
+            }
+            Ok(Outcome::Unsupported {
+                word, pc, reason, ..
+            }) => {
+                self.stats.undecoded.fetch_add(1, Ordering::Relaxed);
+                let what = match word {
+                    Some(w) => format!("{w:#010x} (not emulated: {reason})"),
+                    None => format!("(nothing fetched: {reason})"),
+                };
+                self.trace(vcpu, pc, fault_ipa, esr_iss, &what, "inject external abort");
+                self.inject(regs, ram, bus, Some(esr_iss), fault_ipa, pc)
+            }
+            Ok(other) => {
+                // A future outcome this VMM does not know: the safe guest-visible answer.
+                self.trace(
+                    vcpu,
+                    pc,
+                    fault_ipa,
+                    esr_iss,
+                    &format!("{other:?}"),
+                    "inject external abort",
+                );
+                self.inject(regs, ram, bus, Some(esr_iss), fault_ipa, pc)
+            }
+            Err(e @ (EmulateError::FaultIpaMismatch { .. } | EmulateError::Fetch { .. })) => {
+                self.trace(vcpu, pc, fault_ipa, esr_iss, &e.to_string(), "retry");
+                self.retry(regs, ram, bus, Some(esr_iss), fault_ipa, pc)
+            }
+            Err(e @ EmulateError::Bus(_)) => {
+                let fetched = fetch(regs, ram);
+                self.count(&fetched.insn);
+                let what = format!("{} ({e})", insn_text(&fetched));
+                self.trace(vcpu, pc, fault_ipa, esr_iss, &what, "inject external abort");
+                self.inject(regs, ram, bus, Some(esr_iss), fault_ipa, pc)
+            }
+            Err(e) => {
+                let f = fetch(regs, ram);
+                self.count(&f.insn);
+                if nothing_there {
+                    // Whatever the emulator's trouble, nothing is at this address:
+                    // the guest gets the abort real hardware would give it.
+                    self.trace(
+                        vcpu,
+                        pc,
+                        fault_ipa,
+                        esr_iss,
+                        &insn_text(&f),
+                        "inject external abort",
+                    );
+                    return self.inject(regs, ram, bus, Some(esr_iss), fault_ipa, pc);
+                }
+                self.trace(
+                    vcpu,
+                    pc,
+                    fault_ipa,
+                    esr_iss,
+                    &insn_text(&f),
+                    "stop (host-side emulator error)",
+                );
+                NisvAction::Stop {
+                    status: EXIT_NISV_STOP,
+                    report: report(
+                        regs,
+                        ram,
+                        bus,
+                        Some(esr_iss),
+                        fault_ipa,
+                        &format!("host-side emulator error: {e}"),
+                    ),
                 }
             }
+        }
+    }
+
+    /// Deliver `f` (a fault the emulator found, or the external abort of a byte
+    /// with nothing behind it) unless the guest is looping on this PC.
+    #[allow(clippy::too_many_arguments)]
+    fn deliver(
+        &mut self,
+        vcpu: usize,
+        regs: &mut dyn VcpuRegs,
+        ram: &dyn GuestRam,
+        bus: &Bus,
+        esr_iss: Option<u64>,
+        fault_ipa: u64,
+        pc: u64,
+        what: &str,
+        f: &GuestFault,
+    ) -> NisvAction {
+        let (esr, far) = (f.esr(), f.va);
+        if self.trace {
+            eprintln!(
+                "kvm-nisv-vmm: vcpu{vcpu} pc={pc:#x} ipa={fault_ipa:#x}: {what} -> deliver data abort, ESR {esr:#x} FAR {far:#x}"
+            );
+        }
+        if let Some(stop) = self.retry_check(regs, ram, bus, esr_iss, fault_ipa, pc) {
+            return stop;
+        }
+        self.stats.faults_delivered.fetch_add(1, Ordering::Relaxed);
+        NisvAction::DeliverAbort { esr, far }
+    }
+
+    /// A page-straddling access with a valid syndrome (a `KVM_EXIT_MMIO` that
+    /// `mmio_fixup::straddle` checked piece by piece) takes `f`.
+    pub fn straddle_fault(
+        &mut self,
+        vcpu: usize,
+        regs: &mut dyn VcpuRegs,
+        ram: &dyn GuestRam,
+        bus: &Bus,
+        addr: u64,
+        f: &GuestFault,
+    ) -> NisvAction {
+        let pc = regs.get(Reg::Pc).unwrap_or(0);
+        let what = format!("page-straddling MMIO access at {addr:#x}: {}", f.fault);
+        self.deliver(vcpu, regs, ram, bus, None, addr, pc, &what, f)
+    }
+
+    /// A page-straddling access with a valid syndrome whose checks could not
+    /// be made (the guest changed its tables): retry it.
+    pub fn straddle_retry(
+        &mut self,
+        regs: &mut dyn VcpuRegs,
+        ram: &dyn GuestRam,
+        bus: &Bus,
+        addr: u64,
+    ) -> NisvAction {
+        let pc = regs.get(Reg::Pc).unwrap_or(0);
+        self.retry(regs, ram, bus, None, addr, pc)
+    }
+
+    /// Resume unchanged unless the guest is looping on this PC.
+    fn retry(
+        &mut self,
+        regs: &mut dyn VcpuRegs,
+        ram: &dyn GuestRam,
+        bus: &Bus,
+        esr_iss: Option<u64>,
+        fault_ipa: u64,
+        pc: u64,
+    ) -> NisvAction {
+        match self.retry_check(regs, ram, bus, esr_iss, fault_ipa, pc) {
+            Some(stop) => stop,
+            None => NisvAction::Retry,
         }
     }
 
@@ -688,7 +573,8 @@ mod tests {
     use crate::bus::{BusDevice, DeviceError};
     use crate::memory::Ram;
     use kvm_nisv::decode::decode;
-    use kvm_nisv::regs::RegisterFile;
+    use kvm_nisv::regs::{RegError, RegisterFile, SysReg};
+    use kvm_nisv::stage1::El;
 
     const RAM: u64 = 0x8000_0000;
     const DEV: u64 = 0x1000_0000;
@@ -723,7 +609,7 @@ mod tests {
 
     /// A scripted emulator: returns the queued outcomes in order and, for
     /// `Emulated`, advances PC like a real emulator.
-    struct Scripted(Vec<Result<EmuOutcome, String>>);
+    struct Scripted(Vec<Result<Outcome, EmulateError>>);
     impl NisvEmulator for Scripted {
         fn emulate(
             &mut self,
@@ -731,13 +617,15 @@ mod tests {
             _: &dyn GuestRam,
             _: &Bus,
             _: u64,
-        ) -> Result<EmuOutcome, String> {
+        ) -> Result<Outcome, EmulateError> {
             let o = if self.0.is_empty() {
-                Err("script exhausted".into())
+                Err(EmulateError::Regs(RegError::Unavailable(
+                    "script exhausted".into(),
+                )))
             } else {
                 self.0.remove(0)
             };
-            if let Ok(EmuOutcome::Emulated { .. }) = o {
+            if let Ok(Outcome::Emulated { .. }) = o {
                 let pc = regs.get(Reg::Pc).unwrap();
                 regs.set(Reg::Pc, pc + 4).unwrap();
             }
@@ -764,7 +652,7 @@ mod tests {
         (r, ram, bus)
     }
 
-    fn handler(policy: Policy, script: Vec<Result<EmuOutcome, String>>) -> NisvHandler {
+    fn handler(policy: Policy, script: Vec<Result<Outcome, EmulateError>>) -> NisvHandler {
         NisvHandler::new(
             policy,
             false,
@@ -782,7 +670,7 @@ mod tests {
         let (mut r, ram, bus) = setup();
         let mut h = handler(
             Policy::Emulate,
-            vec![Ok(EmuOutcome::Emulated { insn: insn() })],
+            vec![Ok(Outcome::Emulated { insn: insn() })],
         );
         assert_eq!(
             h.handle(0, &mut r, &ram, &bus, 0x45, DEV + 8),
@@ -797,47 +685,101 @@ mod tests {
     }
 
     #[test]
-    fn emulate_injects_when_nothing_is_there() {
+    fn emulate_delivers_the_external_abort_of_the_byte_with_nothing_behind_it() {
         let (mut r, ram, bus) = setup();
+        let fault = GuestFault::external_abort(0x4000_0ff8, true, El::El1);
         let mut h = handler(
             Policy::Emulate,
-            vec![Ok(EmuOutcome::NoDevice {
+            vec![Ok(Outcome::NoDevice {
                 insn: insn(),
-                va: 0x4000_0000,
+                va: 0x4000_0ff8,
                 ipa: 0x4000_0000,
+                fault,
             })],
         );
         assert_eq!(
             h.handle(0, &mut r, &ram, &bus, 0x45, 0x4000_0000),
-            NisvAction::InjectAbort
+            NisvAction::DeliverAbort {
+                // EC 0x25 (same EL), IL, WnR, DFSC 0x10.
+                esr: 0x9600_0050,
+                far: 0x4000_0ff8
+            }
         );
-        assert_eq!(h.stats().injected.load(Ordering::Relaxed), 1);
-        // An emulator error at an address with nothing behind it also injects.
-        let mut h = handler(Policy::Emulate, vec![Err("boom".into())]);
+        assert_eq!(h.stats().faults_delivered.load(Ordering::Relaxed), 1);
+        // A host-side emulator error at an address with nothing behind it injects.
+        let mut h = handler(
+            Policy::Emulate,
+            vec![Err(EmulateError::Regs(RegError::Unavailable(
+                "boom".into(),
+            )))],
+        );
         assert_eq!(
             h.handle(0, &mut r, &ram, &bus, 0x45, 0x4000_0000),
             NisvAction::InjectAbort
         );
+        // ... and inside a device window it stops (a host failure, not the guest's).
+        let mut h = handler(
+            Policy::Emulate,
+            vec![Err(EmulateError::Regs(RegError::Unavailable(
+                "boom".into(),
+            )))],
+        );
+        assert!(matches!(
+            h.handle(0, &mut r, &ram, &bus, 0x45, DEV + 8),
+            NisvAction::Stop {
+                status: EXIT_NISV_STOP,
+                ..
+            }
+        ));
     }
 
     #[test]
-    fn emulate_stops_on_unsupported_instruction_in_a_device_window() {
+    fn emulate_never_stops_for_what_the_guest_controls() {
         let (mut r, ram, bus) = setup();
+        // An instruction the emulator does not handle, inside a device window.
         let mut h = handler(
             Policy::Emulate,
-            vec![Ok(EmuOutcome::Unsupported {
-                word: 0xd503_201f,
+            vec![Ok(Outcome::Unsupported {
+                word: Some(0xd503_201f),
                 pc: r.pc,
+                reason: kvm_nisv::emulate::UnsupportedReason::NotDecoded,
             })],
         );
-        match h.handle(0, &mut r, &ram, &bus, 0x45, DEV + 8) {
-            NisvAction::Stop { status, report } => {
-                assert_eq!(status, EXIT_NISV_STOP);
-                assert!(report.contains("inside the scratch window"), "{report}");
-                assert!(report.contains("does not support"), "{report}");
+        assert_eq!(
+            h.handle(0, &mut r, &ram, &bus, 0x45, DEV + 8),
+            NisvAction::InjectAbort
+        );
+        // A device refusing the access: a bus error for the guest.
+        let mut h = handler(
+            Policy::Emulate,
+            vec![Err(EmulateError::Bus(
+                kvm_nisv::mem::BusError::DeviceError { ipa: DEV, len: 4 },
+            ))],
+        );
+        assert_eq!(
+            h.handle(0, &mut r, &ram, &bus, 0x45, DEV + 8),
+            NisvAction::InjectAbort
+        );
+        // The guest changed its tables under us: retried, up to the retry limit.
+        let script = (0..3)
+            .map(|_| Err(EmulateError::FaultIpaMismatch { fault_ipa: DEV }))
+            .collect();
+        let mut h = handler(Policy::Emulate, script).with_retry_limit(2);
+        assert_eq!(
+            h.handle(0, &mut r, &ram, &bus, 0x45, DEV + 8),
+            NisvAction::Retry
+        );
+        assert_eq!(
+            h.handle(0, &mut r, &ram, &bus, 0x45, DEV + 8),
+            NisvAction::Retry
+        );
+        assert!(matches!(
+            h.handle(0, &mut r, &ram, &bus, 0x45, DEV + 8),
+            NisvAction::Stop {
+                status: EXIT_RETRY_LOOP,
+                ..
             }
-            a => panic!("{a:?}"),
-        }
+        ));
     }
 
     #[test]
@@ -963,14 +905,13 @@ mod tests {
     #[test]
     fn emulator_faults_are_delivered_as_data_aborts() {
         let (mut r, ram, bus) = setup();
-        let mut h = handler(
-            Policy::Emulate,
-            vec![Ok(EmuOutcome::GuestFault {
-                esr: 0x9600_0021,
-                far: DEV + 9,
-                what: "alignment".into(),
-            })],
+        let f = GuestFault::new(
+            DEV + 9,
+            kvm_nisv::stage1::Stage1Fault::new(kvm_nisv::stage1::FaultKind::Alignment, 0),
+            false,
+            El::El1,
         );
+        let mut h = handler(Policy::Emulate, vec![Ok(Outcome::GuestFault(f))]);
         assert_eq!(
             h.handle(0, &mut r, &ram, &bus, 0x45, DEV + 8),
             NisvAction::DeliverAbort {
@@ -980,44 +921,6 @@ mod tests {
         );
         assert_eq!(h.stats().faults_delivered.load(Ordering::Relaxed), 1);
         assert_eq!(h.stats().injected.load(Ordering::Relaxed), 0);
-    }
-
-    #[test]
-    fn taking_an_abort_follows_take_exception() {
-        // From EL1h with NZCV = 0b0110, PAN clear, SCTLR_EL1.SPAN = 0.
-        let mut r = RegisterFile {
-            pc: RAM + 0x100,
-            pstate: 0x6000_0005,
-            ..Default::default()
-        };
-        r.set_sys(SysReg::VbarEl1, RAM + 0x800);
-        deliver_sync_abort(&mut r, 0x9600_0021, 0x1234).unwrap();
-        assert_eq!(r.pc, RAM + 0xa00);
-        assert_eq!(r.pstate, 0x6000_0000 | (1 << 22) | 0x3c5);
-        assert_eq!(r.sys(SysReg::ElrEl1), RAM + 0x100);
-        assert_eq!(r.sys(SysReg::SpsrEl1), 0x6000_0005);
-        assert_eq!(r.sys(SysReg::EsrEl1), 0x9600_0021);
-        assert_eq!(r.sys(SysReg::FarEl1), 0x1234);
-        // From EL0 (SPAN = 1: PAN unchanged): the lower-EL vector.
-        let mut r = RegisterFile {
-            pc: 0x4000,
-            pstate: 0x0,
-            ..Default::default()
-        };
-        r.set_sys(SysReg::VbarEl1, RAM + 0x800);
-        r.set_sys(SysReg::SctlrEl1, 1 << 23);
-        deliver_sync_abort(&mut r, 0x9200_0021, 0x1).unwrap();
-        assert_eq!(r.pc, RAM + 0xc00);
-        assert_eq!(r.pstate, 0x3c5);
-        // From EL1t: offset 0.
-        let mut r = RegisterFile {
-            pc: 0x4000,
-            pstate: 0x4,
-            ..Default::default()
-        };
-        r.set_sys(SysReg::VbarEl1, RAM + 0x800);
-        deliver_sync_abort(&mut r, 0, 0).unwrap();
-        assert_eq!(r.pc, RAM + 0x800);
     }
 
     #[test]

@@ -80,6 +80,22 @@ fn classes(name: &str) {
             r.dump()
         );
     }
+    // FEAT_LSE2 alignment, CPU and emulator against each other and against
+    // the rule for the CPU's ID_AA64MMFR2_EL1.AT (Normal memory: MMU on only).
+    if name != "classes-mmu-off" {
+        let want = format!("{name}: check lse2-alignment: PASS");
+        assert!(
+            r.lines().any(|l| l == want),
+            "no `{want}` line\n{}",
+            r.dump()
+        );
+        for l in r
+            .lines()
+            .filter(|l| l.contains("lse2-alignment") || l.contains(" nAA "))
+        {
+            eprintln!("{l}");
+        }
+    }
     assert!(
         r.lines().any(|l| l == format!("{name}: PASS")),
         "no final PASS line\n{}",

@@ -7,10 +7,13 @@
 
 #![deny(missing_docs)]
 
+extern crate alloc;
+
 pub mod cap;
 pub mod decode;
 pub mod emulate;
 pub mod esr;
+pub mod exception;
 pub mod exit;
 pub mod inject;
 pub mod mem;

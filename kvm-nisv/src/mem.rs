@@ -56,6 +56,15 @@ pub trait GuestRam {
     fn write(&self, ipa: u64, buf: &[u8]) -> Result<(), MemError>;
     /// Whether every byte of `[ipa, ipa + len)` is RAM.
     fn is_ram(&self, ipa: u64, len: usize) -> bool;
+    /// Whether every byte of `[ipa, ipa + len)` is RAM the guest may write.
+    ///
+    /// RAM in a `KVM_MEM_READONLY` memslot is readable by the guest but its
+    /// writes exit to userspace: the emulator sends a store to such RAM to the
+    /// MMIO bus if a device claims it (a ROM device's write handler), and
+    /// reports `NoDevice` otherwise. The default: all RAM is writable.
+    fn is_writable(&self, ipa: u64, len: usize) -> bool {
+        self.is_ram(ipa, len)
+    }
 }
 
 impl<T: GuestRam + ?Sized> GuestRam for &T {
@@ -67,6 +76,9 @@ impl<T: GuestRam + ?Sized> GuestRam for &T {
     }
     fn is_ram(&self, ipa: u64, len: usize) -> bool {
         (**self).is_ram(ipa, len)
+    }
+    fn is_writable(&self, ipa: u64, len: usize) -> bool {
+        (**self).is_writable(ipa, len)
     }
 }
 
@@ -111,6 +123,8 @@ impl<T: MmioBus + ?Sized> MmioBus for &mut T {
 #[derive(Clone, Debug, Default)]
 pub struct VecRam {
     regions: Vec<(u64, std::cell::RefCell<Vec<u8>>)>,
+    /// Regions the guest may only read (like `KVM_MEM_READONLY` memslots).
+    read_only: Vec<(u64, u64)>,
 }
 
 impl VecRam {
@@ -133,6 +147,17 @@ impl VecRam {
         }
         self.regions
             .push((ipa, std::cell::RefCell::new(vec![0; len])));
+        true
+    }
+
+    /// Add a zeroed region the guest may read but not write
+    /// ([`GuestRam::is_writable`] is false for it, like a `KVM_MEM_READONLY`
+    /// memslot); [`GuestRam::write`] still fills it (the VMM's own writes).
+    pub fn add_read_only_region(&mut self, ipa: u64, len: usize) -> bool {
+        if !self.add_region(ipa, len) {
+            return false;
+        }
+        self.read_only.push((ipa, ipa + len as u64));
         true
     }
 
@@ -166,6 +191,11 @@ impl GuestRam for VecRam {
 
     fn is_ram(&self, ipa: u64, len: usize) -> bool {
         self.locate(ipa, len).is_some()
+    }
+
+    fn is_writable(&self, ipa: u64, len: usize) -> bool {
+        let end = ipa.saturating_add(len as u64);
+        self.is_ram(ipa, len) && !self.read_only.iter().any(|&(b, e)| ipa < e && b < end)
     }
 }
 

@@ -49,6 +49,7 @@ pub const SCTLR_EE: u64 = 1 << 25;
 
 /// The kind of access being translated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum AccessKind {
     /// A data read.
     Read,
@@ -61,6 +62,7 @@ pub enum AccessKind {
 
 /// The exception level the access is made from (or checked as).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum El {
     /// EL0 (also LDTR/STTR executed at EL1).
     El0,
@@ -70,6 +72,7 @@ pub enum El {
 
 /// Device memory ordering attributes (MAIR_EL1 `0b0000dd00`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum DeviceKind {
     /// Device-nGnRnE.
     NGnRnE,
@@ -83,6 +86,7 @@ pub enum DeviceKind {
 
 /// The memory type of a translated address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum MemType {
     /// Device memory: every unaligned data access takes an alignment fault.
     Device(DeviceKind),
@@ -122,8 +126,9 @@ impl MemType {
 }
 
 /// A stage-1 fault kind. The walker returns the first four; the emulator adds
-/// [`FaultKind::Alignment`].
+/// [`FaultKind::Alignment`] and [`FaultKind::ExternalAbort`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum FaultKind {
     /// An address (table base or output) beyond the output address size.
     AddressSize,
@@ -136,11 +141,15 @@ pub enum FaultKind {
     Permission,
     /// An alignment fault (emulator only).
     Alignment,
+    /// A synchronous external abort, not on a translation table walk: the
+    /// access reached neither RAM nor a device (emulator only; DFSC 0x10).
+    ExternalAbort,
 }
 
 /// A stage-1 fault: what the guest's MMU would report.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
 #[error("stage-1 {kind:?} fault at level {level} (DFSC {dfsc:#04x})", dfsc = self.dfsc())]
+#[non_exhaustive]
 pub struct Stage1Fault {
     /// What went wrong.
     pub kind: FaultKind,
@@ -149,6 +158,11 @@ pub struct Stage1Fault {
 }
 
 impl Stage1Fault {
+    /// A fault of `kind` at lookup `level`.
+    pub const fn new(kind: FaultKind, level: i8) -> Self {
+        Stage1Fault { kind, level }
+    }
+
     /// The data/instruction fault status code (ESR_ELx.ISS.DFSC) the guest
     /// should see (Arm ARM, ESR_EL1 ISS encoding for a Data Abort).
     pub fn dfsc(&self) -> u8 {
@@ -162,6 +176,7 @@ impl Stage1Fault {
             (FaultKind::AccessFlag, _) => 0b00_1000 | l,
             (FaultKind::Permission, _) => 0b00_1100 | l,
             (FaultKind::Alignment, _) => 0b10_0001,
+            (FaultKind::ExternalAbort, _) => 0b01_0000,
         }
     }
 
@@ -185,6 +200,7 @@ impl Stage1Fault {
 /// TCR_EL1.HD = 1). The walker is pure; the emulator applies the update when it
 /// performs the access.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct DescUpdate {
     /// IPA of the descriptor.
     pub ipa: u64,
@@ -224,6 +240,7 @@ impl DescUpdate {
 
 /// A successful translation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct Translation {
     /// The output address.
     pub ipa: u64,

@@ -378,12 +378,11 @@ fn check_invariants(insn: &Insn) -> Result<(), String> {
     Ok(())
 }
 
-/// Words on which we deliberately differ from the reference: it disassembles
-/// them, we return Unsupported. Each is a CONSTRAINED UNPREDICTABLE case for
-/// which the Arm ARM permits UNDEFINED (docs/decoder.md, "Deliberate
-/// differences"). Computed from the encoding fields, independently of both
-/// decoders.
-fn documented(word: u32) -> Option<&'static str> {
+/// The CONSTRAINED UNPREDICTABLE cases for which we decode the word and take a
+/// permitted behaviour other than UNDEFINED (docs/decoder.md): a reference may
+/// reject them (LLVM rejects some). Computed from the encoding fields,
+/// independently of both decoders.
+fn constrained_unpredictable(word: u32) -> Option<&'static str> {
     let field = |lo: u32| (word >> lo) & 0x1f;
     let bit = |n: u32| (word >> n) & 1 == 1;
     let (s, t2, n, t) = (field(16), field(10), field(5), field(0));
@@ -419,6 +418,9 @@ fn documented(word: u32) -> Option<&'static str> {
 /// cases where we take a permitted behaviour other than UNDEFINED
 /// (docs/decoder.md). LLVM (capstone) rejects them; bad64 accepts them.
 fn documented_accepted(word: u32) -> Option<&'static str> {
+    if let Some(why) = constrained_unpredictable(word) {
+        return Some(why);
+    }
     let field = |lo: u32| (word >> lo) & 0x1f;
     let bit = |n: u32| (word >> n) & 1 == 1;
     let (s, t2, n, t) = (field(16), field(10), field(5), field(0));
@@ -474,9 +476,6 @@ fn compare(word: u32, reference: Reference) -> Outcome {
     };
     match (ours, ref_handled) {
         (Err(_), false) => Outcome::Neither,
-        (Err(_), true) if documented(word).is_some() => {
-            Outcome::Documented(documented(word).unwrap_or_default())
-        }
         (Err(_), true) => {
             let theirs = theirs();
             Outcome::Disagree((

@@ -17,7 +17,7 @@ use common::{Recording, TestBus};
 use kvm_nisv::decode::{
     Base, Class, Element, Elements, Form, Insn, Offset, Op, RegSlot, VecWrite, Writeback,
 };
-use kvm_nisv::emulate::{EmulateError, Emulator, FetchFailure, Outcome};
+use kvm_nisv::emulate::{EmulateError, Emulator, FetchFailure, Outcome, UnsupportedReason};
 use kvm_nisv::mem::{GuestRam, VecRam};
 use kvm_nisv::regs::{Reg, RegisterFile, SysReg, VcpuRegs};
 use kvm_nisv::stage1::{El, FaultKind, SCTLR_M};
@@ -311,13 +311,14 @@ fn dc_zva_zeroes_a_block_across_ram_and_device_when_normal() {
         .with_dczid(0x13)
         .emulate(&mut r, &ram, &mut bus, None)
         .unwrap();
-    assert!(matches!(
+    assert_eq!(
         out,
         Outcome::Unsupported {
-            word: 0xd50b_7423,
-            ..
+            word: Some(0xd50b_7423),
+            pc: CODE,
+            reason: UnsupportedReason::DcZvaProhibited { dczid: 0x13 },
         }
-    ));
+    );
     assert_eq!(bus.region(0xa00_0020), &[0xee; 0x20]);
     // EL0 with SCTLR_EL1.DZE = 0: unsupported.
     r.pstate = 0x3c0;
@@ -325,7 +326,13 @@ fn dc_zva_zeroes_a_block_across_ram_and_device_when_normal() {
         .with_dczid(3)
         .emulate(&mut r, &ram, &mut bus, None)
         .unwrap();
-    assert!(matches!(out, Outcome::Unsupported { .. }));
+    assert!(matches!(
+        out,
+        Outcome::Unsupported {
+            reason: UnsupportedReason::DcZvaProhibited { dczid: 3 },
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -356,13 +363,27 @@ fn unsupported_states_and_words() {
     let out = Emulator::new()
         .emulate(&mut r, &ram, &mut bus, None)
         .unwrap();
-    assert_eq!(out, Outcome::Unsupported { word: 0, pc: CODE });
+    assert_eq!(
+        out,
+        Outcome::Unsupported {
+            word: None,
+            pc: CODE,
+            reason: UnsupportedReason::AArch32
+        }
+    );
     // EL2h.
     r.rf.pstate = 0x9;
     let out = Emulator::new()
         .emulate(&mut r, &ram, &mut bus, None)
         .unwrap();
-    assert_eq!(out, Outcome::Unsupported { word: 0, pc: CODE });
+    assert_eq!(
+        out,
+        Outcome::Unsupported {
+            word: None,
+            pc: CODE,
+            reason: UnsupportedReason::NotEl0OrEl1 { el: 2 }
+        }
+    );
     // Not a load/store: add x0, x0, #1.
     let (ram, mut r) = flat(0x9100_0400);
     let mut emu = Emulator::new();
@@ -370,8 +391,9 @@ fn unsupported_states_and_words() {
     assert_eq!(
         out,
         Outcome::Unsupported {
-            word: 0x9100_0400,
-            pc: CODE
+            word: Some(0x9100_0400),
+            pc: CODE,
+            reason: UnsupportedReason::NotDecoded
         }
     );
     assert_eq!(emu.counters().unsupported, 1);
@@ -390,7 +412,13 @@ fn unsupported_states_and_words() {
     let out = Emulator::new()
         .emulate_insn(&mut r, &ram, &mut bus, &i, None)
         .unwrap();
-    assert!(matches!(out, Outcome::Unsupported { .. }));
+    assert!(matches!(
+        out,
+        Outcome::Unsupported {
+            reason: UnsupportedReason::Inconsistent,
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -618,32 +646,277 @@ fn counters_display() {
     let _ = r2.get(Reg::Pc);
 }
 
+/// `AArch64.UnalignedAccessFaults` (DDI 0487K.a) for the instructions with an
+/// alignment requirement of their own, on Normal memory (the device page
+/// mapped Normal at VA 0x10_1000, bytes 0, 1, 2, ...).
 #[test]
-fn ordered_access_alignment_and_naa() {
-    // ldar x2, [x1] at an unaligned address: alignment fault whatever the
-    // memory type; with SCTLR_EL1.nAA (FEAT_LSE2) it is allowed within 16
-    // bytes (Normal memory needed: map the device page as Normal).
-    let (ram, mut r, mut bus) = mmu_env(0xc8df_fc22);
+fn lse2_alignment_rules() {
+    const LDAR: u32 = 0xc8df_fc22; // ldar x2, [x1]
+    const LDAXR: u32 = 0xc85f_fc22; // ldaxr x2, [x1]
+    const LDADD: u32 = 0xb820_0022; // ldadd w0, w2, [x1]
+    const LDXP: u32 = 0xc87f_0c22; // ldxp x2, x3, [x1]
+    // (word, address, ID_AA64MMFR2_EL1.AT, SCTLR_EL1.nAA, faults?)
+    let cases: &[(u32, u64, u64, bool, bool)] = &[
+        // Without FEAT_LSE2 every unaligned one faults, nAA or not.
+        (LDAR, 0x10_1004, 0, false, true),
+        (LDAR, 0x10_1004, 0, true, true),
+        (LDAXR, 0x10_1004, 0, false, true),
+        (LDADD, 0x10_1002, 0, false, true),
+        // FEAT_LSE2, acquire/release: within an aligned 16-byte quantity never
+        // faults; crossing one faults only with nAA = 0.
+        (LDAR, 0x10_1004, 1, false, false),
+        (LDAR, 0x10_100c, 1, false, true),
+        (LDAR, 0x10_100c, 1, true, false),
+        // FEAT_LSE2, exclusives and atomics: within 16 bytes never faults;
+        // crossing always does, nAA or not.
+        (LDAXR, 0x10_1004, 1, false, false),
+        (LDAXR, 0x10_100c, 1, true, true),
+        (LDADD, 0x10_1002, 1, false, false),
+        (LDADD, 0x10_100e, 1, true, true),
+        // A 16-byte LDXP can only be in one quantity when aligned.
+        (LDXP, 0x10_1008, 1, true, true),
+    ];
+    for &(word, va, at, naa, faults) in cases {
+        let (ram, mut r, mut bus) = mmu_env(word);
+        r.rf.x[1] = va;
+        r.rf.set_sys(SysReg::IdAa64mmfr2El1, at << 32);
+        let sctlr = r.rf.sys(SysReg::SctlrEl1);
+        r.rf.set_sys(SysReg::SctlrEl1, sctlr | (u64::from(naa) << 6));
+        let out = Emulator::new()
+            .emulate(&mut r, &ram, &mut bus, None)
+            .unwrap();
+        let what = format!("{word:#010x} at {va:#x}, AT {at}, nAA {naa}: {out:?}");
+        if faults {
+            assert!(
+                matches!(out, Outcome::GuestFault(f) if f.fault.kind == FaultKind::Alignment && f.va == va),
+                "{what}"
+            );
+        } else {
+            assert!(matches!(out, Outcome::Emulated { .. }), "{what}");
+            let off = (va - 0x10_1000) as u8;
+            let want = match word {
+                LDADD => u64::from_le_bytes([off, off + 1, off + 2, off + 3, 0, 0, 0, 0]),
+                _ => u64::from_le_bytes(core::array::from_fn(|i| off + i as u8)),
+            };
+            assert_eq!(r.rf.x[2], want, "{what}");
+        }
+        // ID_AA64MMFR2_EL1 is read only for a misaligned access, and once.
+        let n = r
+            .reads
+            .iter()
+            .filter(|&&g| g == Reg::Sys(SysReg::IdAa64mmfr2El1))
+            .count();
+        assert_eq!(n, 1, "{what}");
+    }
+    // The override: no register read.
+    let (ram, mut r, mut bus) = mmu_env(LDAR);
     r.rf.x[1] = 0x10_1004;
     let out = Emulator::new()
+        .with_lse2(true)
+        .emulate(&mut r, &ram, &mut bus, None)
+        .unwrap();
+    assert!(matches!(out, Outcome::Emulated { .. }), "{out:?}");
+    assert!(!r.reads.contains(&Reg::Sys(SysReg::IdAa64mmfr2El1)));
+    // An aligned access never asks.
+    let (ram, mut r, mut bus) = mmu_env(LDAR);
+    r.rf.x[1] = 0x10_1008;
+    Emulator::new()
+        .emulate(&mut r, &ram, &mut bus, None)
+        .unwrap();
+    assert!(!r.reads.contains(&Reg::Sys(SysReg::IdAa64mmfr2El1)));
+}
+
+/// With FEAT_LSE2, an unaligned exclusive or acquire/release access that the
+/// instruction's own rule allows is still an alignment fault on Device memory
+/// (the whole access is unaligned: pseudocode `IsAligned(address, size)`).
+#[test]
+fn lse2_does_not_relax_device_memory() {
+    // ldxp w2, w3, [x1] (8 bytes) at 4 mod 8, inside one 16-byte quantity,
+    // with the MMU off (Device-nGnRnE): each 4-byte element is aligned, the
+    // access is not.
+    let (ram, mut r) = flat(0x887f_0c22);
+    r.rf.x[1] = 0x1000_0004;
+    let mut bus = TestBus::default();
+    bus.add(0x1000_0000, vec![0; 16]);
+    let out = Emulator::new()
+        .with_lse2(true)
         .emulate(&mut r, &ram, &mut bus, None)
         .unwrap();
     assert!(
-        matches!(out, Outcome::GuestFault(f) if f.fault.kind == FaultKind::Alignment && f.va == 0x10_1004),
+        matches!(out, Outcome::GuestFault(f) if f.fault.kind == FaultKind::Alignment),
         "{out:?}"
     );
-    let sctlr = r.rf.sys(SysReg::SctlrEl1);
-    r.rf.set_sys(SysReg::SctlrEl1, sctlr | (1 << 6));
+    assert!(bus.log.is_empty());
+}
+
+#[test]
+fn constrained_unpredictable_overlaps_take_a_permitted_outcome() {
+    // Device memory at 0x1000_0000 holding two known doublewords.
+    let dev = || {
+        let mut bus = TestBus::default();
+        let mut b = 0x1111_1111_1111_1111u64.to_le_bytes().to_vec();
+        b.extend_from_slice(&0x2222_2222_2222_2222u64.to_le_bytes());
+        bus.add(0x1000_0000, b);
+        bus
+    };
+    // ldr x1, [x1], #8 (WBOVERLAPLD): Constraint_UNKNOWN, the UNKNOWN value
+    // being the writeback address (written after the load).
+    let (ram, mut r) = flat(0xf840_8421);
+    r.rf.x[1] = 0x1000_0000;
+    let mut bus = dev();
     let out = Emulator::new()
         .emulate(&mut r, &ram, &mut bus, None)
         .unwrap();
     assert!(matches!(out, Outcome::Emulated { .. }), "{out:?}");
-    assert_eq!(r.rf.x[2], u64::from_le_bytes([4, 5, 6, 7, 8, 9, 10, 11]));
-    // Crossing a 16-byte boundary still faults.
-    r.rf.pc = CODE;
-    r.rf.x[1] = 0x10_100c;
+    assert_eq!((r.rf.x[1], r.rf.pc), (0x1000_0008, CODE + 4));
+    // ldp x2, x2, [x1] (LDPOVERLAP): Constraint_UNKNOWN, the second element.
+    let (ram, mut r) = flat(0xa940_0822);
+    r.rf.x[1] = 0x1000_0000;
+    let mut bus = dev();
     let out = Emulator::new()
         .emulate(&mut r, &ram, &mut bus, None)
         .unwrap();
-    assert!(matches!(out, Outcome::GuestFault(_)), "{out:?}");
+    assert!(matches!(out, Outcome::Emulated { .. }), "{out:?}");
+    assert_eq!(r.rf.x[2], 0x2222_2222_2222_2222);
+    assert_eq!(bus.log.len(), 2, "both elements read");
+    // ldp x2, x1, [x1], #16 (WBOVERLAPLD): x1 = writeback address, x2 loaded.
+    let (ram, mut r) = flat(0xa8c1_0422);
+    r.rf.x[1] = 0x1000_0000;
+    let mut bus = dev();
+    Emulator::new()
+        .emulate(&mut r, &ram, &mut bus, None)
+        .unwrap();
+    assert_eq!((r.rf.x[1], r.rf.x[2]), (0x1000_0010, 0x1111_1111_1111_1111));
+    // stxr w1, w0, [x1] (BASEOVERLAP) after ldxr x3, [x1]... the monitor does
+    // not match a 4-byte store to an 8-byte load: status 1, nothing stored,
+    // and the address came from x1 before the status write (Constraint_NONE).
+    let (ram, mut r) = flat(0x8801_7c20);
+    r.rf.x[1] = 0x1000_0000;
+    r.rf.x[0] = 0xabcd;
+    let mut bus = dev();
+    Emulator::new()
+        .emulate(&mut r, &ram, &mut bus, None)
+        .unwrap();
+    assert_eq!(r.rf.x[1], 1, "status");
+    assert_eq!(bus.region(0x1000_0000)[..4], [0x11; 4]);
+    // stxr w0, w0, [x1] (DATAOVERLAP) right after its ldxr w0, [x1]: the
+    // pair is fused; the stored value is w0 as loaded (Constraint_NONE), the
+    // status overwrites it afterwards.
+    let (ram, mut r) = flat(0x885f_7c20); // ldxr w0, [x1]
+    ram.write(CODE + 4, &0x8800_7c20u32.to_le_bytes()).unwrap();
+    r.rf.x[1] = 0x1000_0000;
+    let mut bus = dev();
+    Emulator::new()
+        .emulate(&mut r, &ram, &mut bus, None)
+        .unwrap();
+    assert_eq!((r.rf.x[0], r.rf.pc), (0, CODE + 8), "status 0 in w0");
+    assert_eq!(bus.region(0x1000_0000)[..4], [0x11; 4]);
+}
+
+#[test]
+fn stores_to_read_only_ram_go_to_the_bus_or_nowhere() {
+    // RAM at 0 (code), read-only RAM at 0x8000 (like a KVM_MEM_READONLY slot).
+    let mk = |word: u32| {
+        let mut ram = VecRam::new();
+        assert!(ram.add_region(0, 0x4000));
+        assert!(ram.add_read_only_region(0x8000, 0x1000));
+        ram.write(CODE, &word.to_le_bytes()).unwrap();
+        ram.write(0x8000, &0x0102_0304_0506_0708u64.to_le_bytes())
+            .unwrap();
+        let mut r = Recording::default();
+        r.rf.pc = CODE;
+        r.rf.pstate = 0x3c5;
+        r.rf.x[0] = 0xaaaa_bbbb_cccc_dddd;
+        r.rf.x[1] = 0x8000;
+        (ram, r)
+    };
+    // A load reads the RAM.
+    let (ram, mut r) = mk(0xf940_0022); // ldr x2, [x1]
+    let mut bus = TestBus::default();
+    let out = Emulator::new()
+        .emulate(&mut r, &ram, &mut bus, None)
+        .unwrap();
+    assert!(matches!(out, Outcome::Emulated { .. }), "{out:?}");
+    assert_eq!(r.rf.x[2], 0x0102_0304_0506_0708);
+    // A store with no device claiming the range: NoDevice, nothing written.
+    let (ram, mut r) = mk(0xf900_0020); // str x0, [x1]
+    let out = Emulator::new()
+        .emulate(&mut r, &ram, &mut bus, None)
+        .unwrap();
+    assert!(
+        matches!(
+            out,
+            Outcome::NoDevice {
+                va: 0x8000,
+                ipa: 0x8000,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
+    let mut b = [0u8; 8];
+    ram.read(0x8000, &mut b).unwrap();
+    assert_eq!(u64::from_le_bytes(b), 0x0102_0304_0506_0708);
+    // A device claiming it (a ROM's write handler) gets the store.
+    let (ram, mut r) = mk(0xf900_0020);
+    let mut bus = TestBus::default();
+    bus.add(0x8000, vec![0; 16]);
+    let out = Emulator::new()
+        .emulate(&mut r, &ram, &mut bus, None)
+        .unwrap();
+    assert!(matches!(out, Outcome::Emulated { .. }), "{out:?}");
+    assert_eq!(bus.log, vec![(0x8000, 8, true)]);
+    ram.read(0x8000, &mut b).unwrap();
+    assert_eq!(
+        u64::from_le_bytes(b),
+        0x0102_0304_0506_0708,
+        "RAM untouched"
+    );
+}
+
+/// The planner on its own (`emulate::plan`): pure, every piece with its VA,
+/// IPA and target, the first problem, and nothing accessed.
+#[test]
+fn the_planner_alone() {
+    use kvm_nisv::emulate::plan::{self, AccessSpec, Problem, Target};
+    use kvm_nisv::stage1::Stage1Regs;
+    // ldr x2, [x1] with the MMU off: every data access is Device-nGnRnE.
+    let insn = kvm_nisv::decode::decode(0xf940_0022).unwrap();
+    let mut ram = VecRam::new();
+    assert!(ram.add_region(0x1000, 0x1000));
+    let mut bus = TestBus::default();
+    bus.add(0x2000, vec![0; 0x10]);
+    let s1 = Stage1Regs::default();
+    // 0x1ff8: all RAM.
+    let p = plan::plan(&s1, &insn, &AccessSpec::new(0x1ff8, El::El1), &ram, &bus).unwrap();
+    assert_eq!(p.problem(), None);
+    assert_eq!(p.elements().len(), 1);
+    let pc = p.elements()[0].pieces[0];
+    assert_eq!(
+        (pc.va, pc.ipa, pc.len, pc.target),
+        (0x1ff8, 0x1ff8, 8, Target::Ram)
+    );
+    assert!(p.touches_page(0x1abc) && !p.touches_page(0x2000));
+    // 0x2008: the device.
+    let p = plan::plan(&s1, &insn, &AccessSpec::new(0x2008, El::El1), &ram, &bus).unwrap();
+    assert_eq!(p.elements()[0].pieces[0].target, Target::Device);
+    // 0x1ffc: unaligned on Device memory (MMU off): an alignment fault at the
+    // first piece; both pages still translated for the fault IPA check.
+    let p = plan::plan(&s1, &insn, &AccessSpec::new(0x1ffc, El::El1), &ram, &bus).unwrap();
+    assert!(
+        matches!(p.problem(), Some(Problem::Fault(f)) if f.fault.kind == FaultKind::Alignment && f.va == 0x1ffc),
+        "{:?}",
+        p.problem()
+    );
+    assert!(p.touches_page(0x2000) && p.touches_page(0x1000));
+    // 0x2010: nothing there.
+    let p = plan::plan(&s1, &insn, &AccessSpec::new(0x2010, El::El1), &ram, &bus).unwrap();
+    assert_eq!(
+        p.problem(),
+        Some(Problem::NoDevice {
+            va: 0x2010,
+            ipa: 0x2010
+        })
+    );
+    assert!(bus.log.is_empty(), "the planner accesses nothing");
 }

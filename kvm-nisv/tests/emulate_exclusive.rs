@@ -119,3 +119,69 @@ fn anything_else_after_ldxr_is_left_to_the_cpu() {
     assert_eq!(r.rf.pc, CODE + 4);
     assert_eq!(bus.log, vec![(DEV, 8, false)]);
 }
+
+#[test]
+fn a_fused_store_that_would_fault_is_left_to_the_cpu() {
+    // ldxr x2, [x1]; stxr w3, x0, [x4] with x4 8 bytes past the device: the
+    // store has nothing behind it. Nothing of it is applied; the load-exclusive
+    // is returned alone with PC at the store and the monitor still armed.
+    let (ram, mut r) = setup(&[0xc85f_7c22, 0xc803_7c80]);
+    r.rf.x[4] = DEV + 0x40;
+    let mut bus = device();
+    let mut emu = Emulator::new();
+    let out = emu.emulate(&mut r, &ram, &mut bus, Some(DEV)).unwrap();
+    assert!(matches!(out, Outcome::Emulated { .. }), "{out:?}");
+    assert_eq!(r.rf.pc, CODE + 4, "PC at the store-exclusive");
+    assert_eq!(r.rf.x[3], 0x5555, "no status written");
+    assert_eq!(bus.log, vec![(DEV, 8, false)], "only the load");
+    assert_eq!(emu.counters().emulated.get(&Class::Exclusive), Some(&1));
+    assert_eq!(
+        emu.counters().no_device,
+        0,
+        "the discarded attempt is not counted"
+    );
+    // The CPU then traps on the store (a NISV exit): it gets its abort, with
+    // the state unchanged.
+    let out = emu
+        .emulate(&mut r, &ram, &mut bus, Some(DEV + 0x40))
+        .unwrap();
+    assert!(
+        matches!(out, Outcome::NoDevice { va, .. } if va == DEV + 0x40),
+        "{out:?}"
+    );
+    assert_eq!(r.rf.pc, CODE + 4);
+}
+
+#[test]
+fn never_fused_under_single_step() {
+    // PSTATE.SS = 1: the load-exclusive is stepped over alone (SS cleared).
+    let (ram, mut r) = setup(&[0xc85f_7c22, 0xc803_7c20]);
+    r.rf.pstate = 0x3c5 | (1 << 21);
+    let mut bus = device();
+    let mut emu = Emulator::new();
+    let out = emu.emulate(&mut r, &ram, &mut bus, Some(DEV)).unwrap();
+    assert!(matches!(out, Outcome::Emulated { .. }), "{out:?}");
+    assert_eq!(r.rf.pc, CODE + 4);
+    assert_eq!(r.rf.pstate, 0x3c5, "SS cleared as kvm_skip_instr does");
+    assert_eq!(bus.log, vec![(DEV, 8, false)]);
+}
+
+#[test]
+fn not_fused_when_the_store_would_take_an_sp_alignment_fault() {
+    // ldxr x2, [sp]; stxr w3, x0, [sp] at EL1h with SP_EL1 = DEV + 8 (16-byte
+    // misaligned) and SCTLR_EL1.SA = 1: the store is the CPU's.
+    let (ram, mut r) = setup(&[0xc85f_7fe2, 0xc803_7fe0]);
+    r.rf.sp_el1 = DEV + 8;
+    r.rf.set_sys(kvm_nisv::regs::SysReg::SctlrEl1, 1 << 3);
+    let mut bus = device();
+    let mut emu = Emulator::new();
+    emu.emulate(&mut r, &ram, &mut bus, Some(DEV)).unwrap();
+    assert_eq!(r.rf.pc, CODE + 4, "not fused");
+    // With SA = 0 it is.
+    let (ram, mut r) = setup(&[0xc85f_7fe2, 0xc803_7fe0]);
+    r.rf.sp_el1 = DEV + 8;
+    let mut bus = device();
+    emu.clear_monitor();
+    emu.emulate(&mut r, &ram, &mut bus, Some(DEV)).unwrap();
+    assert_eq!((r.rf.pc, r.rf.x[3]), (CODE + 8, 0), "fused, status 0");
+}

@@ -1598,6 +1598,7 @@ fn to_ref(o: &Outcome) -> RefOutcome {
             write: g.write,
         },
         Outcome::Unsupported { .. } => RefOutcome::Unsupported,
+        o => panic!("an outcome this test does not know: {o:?}"),
     }
 }
 

@@ -52,7 +52,7 @@ fn regs0(pt: &Pt, txsz: u64) -> Stage1Regs {
 }
 
 fn fault(kind: FaultKind, level: i8) -> Stage1Fault {
-    Stage1Fault { kind, level }
+    Stage1Fault::new(kind, level)
 }
 
 #[test]

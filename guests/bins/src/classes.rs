@@ -53,6 +53,7 @@ pub fn alias_layout(pg: u64, name: &'static str) -> Layout {
         dev_off: 0,
         device_attrs: false,
         sctlr: run::canonical_sctlr(),
+        tail_unmapped: false,
     }
 }
 
@@ -61,6 +62,7 @@ pub fn features() -> Features {
     Features {
         lse: sysreg::has_lse(),
         zva: sysreg::dczva_block(),
+        lse2: sysreg::has_lse2(),
     }
 }
 
@@ -76,8 +78,8 @@ pub fn main(mode: Mode) -> u8 {
     let count = dtb::arg_u64(args, "classes.count").unwrap_or(24).max(1);
     let feat = features();
     println!(
-        "{}: seed {:#x}, {} cases per class and layout, LSE {}, DC ZVA block {:?}",
-        tag, seed, count, feat.lse, feat.zva
+        "{}: seed {:#x}, {} cases per class and layout, LSE {}, LSE2 {}, DC ZVA block {:?}",
+        tag, seed, count, feat.lse, feat.lse2, feat.zva
     );
     let mut layouts: [Option<Layout>; 2] = [None, None];
     match mode {
@@ -181,6 +183,9 @@ pub fn main(mode: Mode) -> u8 {
     failures += check(tag, "straddle-stp-ldp", straddle_pair());
     failures += check(tag, "straddle-st1-ld1", straddle_st1());
     failures += check(tag, "dc-zva-device", dczva_device(feat));
+    if let Mode::MmuOn(g) = mode {
+        failures += check(tag, "lse2-alignment", lse2_alignment(feat, g.page()));
+    }
     failures += check(tag, "gic-irouter", gic_irouter());
     let nisv = testdev::nisv_count();
     println!("{}: VMM reports {} NISV exits emulated", tag, nisv);
@@ -429,4 +434,139 @@ fn gic_irouter() -> Result<(), &'static str> {
         }
     }
     Ok(())
+}
+
+#[repr(C, align(4096))]
+struct CodePage([u32; 1024]);
+
+static LSE2_CODE: guest_rt::Global<CodePage> = guest_rt::Global::new(CodePage([0; 1024]));
+
+/// FEAT_LSE2 alignment (Arm ARM `AArch64.UnalignedAccessFaults`): each
+/// instruction with an alignment requirement of its own runs unaligned inside
+/// one aligned 16-byte quantity and across two, with SCTLR_EL1.nAA 0 and 1, on
+/// RAM and on the device window (both Normal memory): the CPU and the emulator
+/// must agree, and both must follow the rule for the CPU's ID_AA64MMFR2_EL1.AT.
+/// LDAXR and LDADD carry no syndrome (NISV: the emulator decides); LDAR/STLR
+/// carry one (the CPU decides, and KVM or the VMM completes the access).
+fn lse2_alignment(feat: Features, pg: u64) -> Result<(), &'static str> {
+    // (word, name, exclusive or atomic, store, needs FEAT_LSE)
+    let insns: [(u32, &str, bool, bool, bool); 4] = [
+        (0xc8df_fc22, "ldar x2, [x1]", false, false, false),
+        (0xc89f_fc20, "stlr x0, [x1]", false, true, false),
+        (0xc85f_fc22, "ldaxr x2, [x1]", true, false, false),
+        (0xf820_0022, "ldadd x0, x2, [x1]", true, false, true),
+    ];
+    println!(
+        "  lse2-alignment: ID_AA64MMFR2_EL1.AT says FEAT_LSE2 {}",
+        if feat.lse2 {
+            "implemented"
+        } else {
+            "not implemented"
+        }
+    );
+    let code = LSE2_CODE.get() as u64;
+    let ram = engine::ramside_pa();
+    let dev = ALIAS_VA + pg;
+    let image: [u8; 32] = core::array::from_fn(|i| 0xa0 + i as u8);
+    let mut ok = true;
+    for (word, name, excl_or_atomic, store, needs_lse) in insns {
+        if needs_lse && !feat.lse {
+            continue;
+        }
+        // SAFETY: the code page is this function's own RAM.
+        unsafe {
+            (code as *mut u32).write_volatile(word);
+            ((code + 4) as *mut u32).write_volatile(run::SVC_WORD);
+        }
+        sysreg::sync_icache(code, 8);
+        for off in [0x104u64, 0x10c] {
+            for naa in [false, true] {
+                let in_quantity = (off & 15) + 8 <= 16;
+                let want_fault = if !feat.lse2 {
+                    true
+                } else if excl_or_atomic {
+                    !in_quantity
+                } else {
+                    !naa && !in_quantity
+                };
+                let mut got = [(false, 0u64, [0u8; 32]); 2];
+                for (side, base) in [ram, dev].into_iter().enumerate() {
+                    let bb = buf();
+                    for (i, w) in bb.iter_mut().enumerate().take(4) {
+                        *w = u64::from_le_bytes(core::array::from_fn(|j| image[8 * i + j]));
+                    }
+                    if side == 0 {
+                        // SAFETY: the RAM side region is this guest's RAM.
+                        unsafe {
+                            core::ptr::copy_nonoverlapping(
+                                image.as_ptr(),
+                                (ram + 0x100) as *mut u8,
+                                32,
+                            )
+                        };
+                    } else if !testdev::to_device(bb.as_ptr() as u64, 0x100, 32) {
+                        return Err("bulk copy to the device failed");
+                    }
+                    let mut st = run::RunState::zero();
+                    st.sctlr = run::canonical_sctlr() | (u64::from(naa) << 6);
+                    let mut x = [0u64; 31];
+                    x[0] = 0x0102_0304_0506_0708;
+                    x[1] = base + off;
+                    x[2] = 0x5a5a;
+                    st.store_x(&x);
+                    st.elr = code;
+                    st.spsr = run::SPSR_EL1T_MASKED;
+                    st.sp = ram + 0x800;
+                    let f = run::run(&st);
+                    let mut mem = [0u8; 32];
+                    if side == 0 {
+                        // SAFETY: as above.
+                        unsafe {
+                            core::ptr::copy_nonoverlapping(
+                                (ram + 0x100) as *const u8,
+                                mem.as_mut_ptr(),
+                                32,
+                            )
+                        };
+                    } else {
+                        if !testdev::from_device(bb.as_mut_ptr() as u64, 0x100, 32) {
+                            return Err("bulk copy from the device failed");
+                        }
+                        for (i, w) in bb.iter().enumerate().take(4) {
+                            mem[8 * i..8 * i + 8].copy_from_slice(&w.to_le_bytes());
+                        }
+                    }
+                    let fault = !f.done();
+                    if fault && (f.esr & 0x3f != 0x21 || f.far != base + off) {
+                        println!(
+                            "  {} at +{:#x} nAA {}: side {}: unexpected exception ESR {:#x} FAR {:#x}",
+                            name, off, naa, side, f.esr, f.far
+                        );
+                        ok = false;
+                    }
+                    got[side] = (fault, if store { 0 } else { f.x[2] }, mem);
+                }
+                let line = |what: &str| {
+                    println!(
+                        "  {} at +{:#x} nAA {}: {} (RAM: fault {}, device: fault {}, architecture: fault {})",
+                        name, off, naa, what, got[0].0, got[1].0, want_fault
+                    )
+                };
+                if got[0] != got[1] {
+                    line("RAM and device differ");
+                    ok = false;
+                } else if got[0].0 != want_fault {
+                    line("the CPU does not follow the architecture's rule for its ID register");
+                    ok = false;
+                } else {
+                    line("ok");
+                }
+            }
+        }
+    }
+    if ok {
+        Ok(())
+    } else {
+        Err("FEAT_LSE2 alignment differs")
+    }
 }

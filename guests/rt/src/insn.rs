@@ -149,6 +149,9 @@ pub struct Features {
     pub lse: bool,
     /// The DC ZVA block size, if DC ZVA is permitted.
     pub zva: Option<u64>,
+    /// FEAT_LSE2: exclusives, atomics, CAS and acquire/release accesses may be
+    /// placed unaligned inside one aligned 16-byte quantity on Normal memory.
+    pub lse2: bool,
 }
 
 /// A register whose value is set from memory once the address is known (CAS

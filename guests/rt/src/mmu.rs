@@ -79,6 +79,28 @@ pub enum Attr {
     Device,
 }
 
+/// Stage-1 data access permissions of a mapping (descriptor AP\[2:1\], Arm ARM
+/// D8 "Data access permissions").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Perm {
+    /// AP = 0b00: read/write at EL1, no access at EL0 (the default).
+    El1,
+    /// AP = 0b01: read/write at EL1 and EL0.
+    All,
+    /// AP = 0b11: read-only at EL1 and EL0.
+    ReadOnly,
+}
+
+impl Perm {
+    const fn ap(self) -> u64 {
+        match self {
+            Perm::El1 => 0b00,
+            Perm::All => 0b01,
+            Perm::ReadOnly => 0b11,
+        }
+    }
+}
+
 /// MAIR_EL1: index 0 Normal WB RA/WA (0xff), index 1 Device-nGnRE (0x04).
 pub const MAIR: u64 = 0xff | (0x04 << 8);
 
@@ -143,19 +165,38 @@ impl Tables {
 
     /// Maps `size` bytes at `va` to `pa` with `attr`, using blocks where aligned.
     pub fn map(&mut self, va: u64, pa: u64, size: u64, attr: Attr) -> Result<(), MapError> {
+        self.map_perm(va, pa, size, attr, Perm::El1)
+    }
+
+    /// Maps like [`Tables::map`] with the access permissions `perm`.
+    pub fn map_perm(
+        &mut self,
+        va: u64,
+        pa: u64,
+        size: u64,
+        attr: Attr,
+        perm: Perm,
+    ) -> Result<(), MapError> {
         let pg = self.gran.page();
         if !va.is_multiple_of(pg) || !pa.is_multiple_of(pg) || !size.is_multiple_of(pg) {
             return Err(MapError::Unaligned);
         }
         let mut off = 0;
         while off < size {
-            let step = self.map_one(va + off, pa + off, size - off, attr)?;
+            let step = self.map_one(va + off, pa + off, size - off, attr, perm)?;
             off += step;
         }
         Ok(())
     }
 
-    fn map_one(&mut self, va: u64, pa: u64, left: u64, attr: Attr) -> Result<u64, MapError> {
+    fn map_one(
+        &mut self,
+        va: u64,
+        pa: u64,
+        left: u64,
+        attr: Attr,
+        perm: Perm,
+    ) -> Result<u64, MapError> {
         let g = self.gran;
         let mut table = self.root;
         let mut level = g.start_level();
@@ -175,7 +216,8 @@ impl Tables {
                 let lo = match attr {
                     Attr::Normal => 0b11 << 8, // AttrIndx 0, inner shareable
                     Attr::Device => (1 << 2) | (1 << 53) | (1 << 54),
-                } | (1 << 10);
+                } | (1 << 10)
+                    | (perm.ap() << 6);
                 let kind = if level == 3 { 0b11 } else { 0b01 };
                 let d = pa | lo | kind;
                 if old != 0 && old != d {

@@ -21,6 +21,12 @@ pub fn has_lse() -> bool {
     (read_sysreg!("id_aa64isar0_el1") >> 20) & 0xf >= 2
 }
 
+/// ID_AA64MMFR2_EL1.AT (bits 35:32) != 0: FEAT_LSE2 (unaligned exclusives,
+/// atomics and load-acquire/store-release within 16 bytes; SCTLR_EL1.nAA).
+pub fn has_lse2() -> bool {
+    (read_sysreg!("id_aa64mmfr2_el1") >> 32) & 0xf != 0
+}
+
 /// ID_AA64MMFR0_EL1.BigEnd (bits 11:8) == 1: mixed-endian support at EL1.
 pub fn has_bigend() -> bool {
     (read_sysreg!("id_aa64mmfr0_el1") >> 8) & 0xf == 1

@@ -276,12 +276,11 @@ fn single(word: u32, mode: Mode) -> Option<Insn> {
     };
 
     // Writeback with Rn == Rt (n != 31) on a GPR load is CONSTRAINED UNPREDICTABLE
-    // (Unpredictable_WBOVERLAPLD); we take the permitted UNDEFINED. Stores
-    // (Unpredictable_WBOVERLAPST) are emulated as Constraint_NONE: the register's
-    // value before writeback is stored. See docs/decoder.md.
-    if load && !v && writeback != Writeback::None && n == t && n != 31 {
-        return None;
-    }
+    // (Unpredictable_WBOVERLAPLD): decoded, and emulated as Constraint_UNKNOWN
+    // (Rt = Rn ends with an UNKNOWN value: the writeback address, written after
+    // the load). Stores (Unpredictable_WBOVERLAPST) are emulated as
+    // Constraint_NONE: the register's value before writeback is stored. See
+    // docs/decoder.md.
 
     let op = if load { Op::Load } else { Op::Store };
     let mut b = Builder::new(word, class, op, base_sp(n), form);
@@ -387,14 +386,10 @@ fn pair(word: u32) -> Option<Insn> {
         0b11 => (imm, Writeback::Pre),
         _ => (imm, Writeback::None),
     };
-    // LDP with Rt == Rt2: Unpredictable_LDPOVERLAP; writeback with the base also a
-    // destination: Unpredictable_WBOVERLAPLD. Both taken as UNDEFINED.
-    if load && t == t2 {
-        return None;
-    }
-    if load && !v && writeback != Writeback::None && (n == t || n == t2) && n != 31 {
-        return None;
-    }
+    // LDP with Rt == Rt2 (Unpredictable_LDPOVERLAP) and writeback with the base
+    // also a destination (Unpredictable_WBOVERLAPLD): decoded, and emulated as
+    // Constraint_UNKNOWN (the register ends with an UNKNOWN value: the second
+    // element, resp. the writeback address). See docs/decoder.md.
     let (class, slot1, slot2) = if v {
         (
             Class::FpPair,
@@ -457,10 +452,9 @@ fn exclusive(word: u32) -> Option<Insn> {
                 Op::LoadExclusive
             } else {
                 // Unpredictable_DATAOVERLAP (s == t) and Unpredictable_BASEOVERLAP
-                // (s == n, n != 31): UNDEFINED.
-                if s == t || (s == n && n != 31) {
-                    return None;
-                }
+                // (s == n, n != 31): decoded, emulated as Constraint_NONE (data
+                // and address are the registers' values before the status is
+                // written).
                 Op::StoreExclusive { s }
             };
             let mut b = Builder::new(word, Class::Exclusive, op, base, Form::Exclusive);
@@ -473,15 +467,11 @@ fn exclusive(word: u32) -> Option<Insn> {
         // LDXP/LDAXP/STXP/STLXP (size = 1x).
         (false, true) if size >= 0b10 => {
             let bytes = if size == 0b11 { 8u8 } else { 4 };
+            // LDPOVERLAP (t == t2): Constraint_UNKNOWN; DATAOVERLAP and
+            // BASEOVERLAP: Constraint_NONE (see above).
             let op = if l {
-                if t == t2 {
-                    return None;
-                }
                 Op::LoadExclusive
             } else {
-                if s == t || s == t2 || (s == n && n != 31) {
-                    return None;
-                }
                 Op::StoreExclusive { s }
             };
             let mut b = Builder::new(word, Class::Exclusive, op, base, Form::Exclusive);

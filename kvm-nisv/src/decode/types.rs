@@ -18,6 +18,7 @@
 
 /// The base register of the address computation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Base {
     /// X0..=X30, or 31 meaning XZR (only DC ZVA can name XZR as its address).
     X(u8),
@@ -29,6 +30,7 @@ pub enum Base {
 
 /// How an index register is extended before it is shifted and added.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Extend {
     /// UXTW: the low 32 bits, zero-extended.
     Uxtw,
@@ -42,6 +44,7 @@ pub enum Extend {
 
 /// The offset added to the base to form the address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Offset {
     /// A signed immediate, already scaled (zero for post-indexed forms).
     Imm(i64),
@@ -58,6 +61,7 @@ pub enum Offset {
 
 /// Base register writeback.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Writeback {
     /// No writeback.
     None,
@@ -72,6 +76,7 @@ pub enum Writeback {
 
 /// How a loaded value fills a general-purpose register.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum LoadExt {
     /// Zero-extend to 64 bits (X destinations, and W destinations whose upper
     /// half the architecture clears).
@@ -84,6 +89,7 @@ pub enum LoadExt {
 
 /// Where an element's data comes from (store) or goes to (load).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum RegSlot {
     /// General-purpose register Xn/Wn; `n == 31` is the zero register (reads
     /// zero, writes are discarded). Stores use the low `size` bytes.
@@ -115,6 +121,7 @@ pub struct Element {
 
 /// How SIMD&FP destination registers are completed after a load.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum VecWrite {
     /// No SIMD&FP destination.
     None,
@@ -134,6 +141,7 @@ pub enum VecWrite {
 
 /// The operation performed on each element of [`Insn::elements`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum AtomicOp {
     /// LDADD: `new = old + s`.
     Add,
@@ -157,6 +165,7 @@ pub enum AtomicOp {
 
 /// What kind of access the instruction makes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Op {
     /// Read each element into its register.
     Load,
@@ -192,6 +201,7 @@ pub enum Op {
 
 /// A coarse instruction class, for counters, tests and documentation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum Class {
     /// Single general-purpose register, immediate/register/literal, any indexing,
     /// including unscaled, unprivileged and acquire/release single forms.
@@ -257,6 +267,7 @@ pub struct Insn {
 /// same access, LDP vs LDNP, LDAR vs LDAPR, ...). It does not change the
 /// semantics, which the other fields carry completely.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Form {
     /// LDR/STR (B/H/SB/SH/SW, SIMD&FP): unsigned offset, pre/post-index, register
     /// offset or literal.

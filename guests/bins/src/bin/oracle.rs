@@ -24,13 +24,18 @@
 #![no_main]
 
 use guest_bins::classes::{self, ALIAS_VA};
-use guest_rt::engine::{Engine, Kind, Layout, Verdict};
+use guest_rt::engine::{self, Engine, Kind, Layout, Verdict};
 use guest_rt::insn::{self, Class};
 use guest_rt::mmu::{self, Attr, Granule};
 use guest_rt::rng::Rng;
 use guest_rt::{dtb, println, run, sysreg, testdev};
 
 const DEFAULT_SEED: u64 = 0x6b76_6d2d_6e69_7376; // "kvm-nisv"
+/// VA of the RAM-run region of the tail phase (two RAM pages, then nothing).
+const RAM_ALIAS_VA: u64 = 0x11_0000_0000;
+/// VA of the device-run region of the tail phase (a RAM page, the window's
+/// first page, then nothing).
+const TAIL_VA: u64 = 0x12_0000_0000;
 
 fn pick_class(rng: &mut Rng, e: &Engine, mask: u32) -> Option<Class> {
     if !insn::ALL
@@ -129,16 +134,24 @@ fn guest_main() -> u8 {
         seed, count, args
     );
     println!(
-        "oracle: LSE {} DC ZVA block {:?} BigEnd {}",
-        feat.lse, feat.zva, be
+        "oracle: LSE {} LSE2 {} DC ZVA block {:?} BigEnd {}",
+        feat.lse, feat.lse2, feat.zva, be
     );
     if !sysreg::has_gran4() {
         println!("oracle: FAIL: no 4 KiB granule");
         return 2;
     }
     let pg = Granule::K4.page();
-    let tables = mmu::standard(Granule::K4, Attr::Normal)
-        .and_then(|mut t| classes::map_alias(&mut t).map(|()| t));
+    // The tail phase: a RAM page, then the window's first page, then nothing
+    // mapped (device side, at TAIL_VA); two RAM pages, then nothing (RAM side,
+    // at RAM_ALIAS_VA: the same RAM as the identity map).
+    let tables = mmu::standard(Granule::K4, Attr::Normal).and_then(|mut t| {
+        classes::map_alias(&mut t)?;
+        t.map(TAIL_VA, engine::devside_pa().0, pg, Attr::Normal)?;
+        t.map(TAIL_VA + pg, testdev::WINDOW, pg, Attr::Normal)?;
+        t.map(RAM_ALIAS_VA, engine::ramside_pa(), 2 * pg, Attr::Normal)?;
+        Ok(t)
+    });
     match tables {
         Ok(t) => t.enable(),
         Err(e) => {
@@ -158,12 +171,13 @@ fn guest_main() -> u8 {
         kinds: [0; 3],
     };
     let n_straddle = count / 10;
+    let n_tail = count / 10;
     let n_be = if be { count / 10 } else { 0 };
-    let n_alias = count - n_straddle - n_be;
+    let n_alias = count - n_straddle - n_tail - n_be;
 
     let mut e = Engine::new(classes::alias_layout(pg, "alias"), feat, seed);
     phase(
-        "1/3", &mut e, &mut rng, n_alias, mask, &mut tot, count, t0, hz,
+        "1/4", &mut e, &mut rng, n_alias, mask, &mut tot, count, t0, hz,
     );
     let _ = ALIAS_VA;
 
@@ -173,7 +187,17 @@ fn guest_main() -> u8 {
         seed ^ 1,
     );
     phase(
-        "2/3", &mut e, &mut rng, n_straddle, mask, &mut tot, count, t0, hz,
+        "2/4", &mut e, &mut rng, n_straddle, mask, &mut tot, count, t0, hz,
+    );
+
+    let mut tail = classes::alias_layout(pg, "tail");
+    tail.ram_va = RAM_ALIAS_VA;
+    tail.dev_va = TAIL_VA;
+    tail.post = 0;
+    tail.tail_unmapped = true;
+    let mut e = Engine::new(tail, feat, seed ^ 3);
+    phase(
+        "3/4", &mut e, &mut rng, n_tail, mask, &mut tot, count, t0, hz,
     );
 
     if n_be > 0 {
@@ -185,12 +209,12 @@ fn guest_main() -> u8 {
         );
         if feat.zva.is_some() && !e.supports(Class::DcZva) {
             println!(
-                "oracle: phase 3/3: dc-zva not generated: Device memory (MMU off), where QEMU TCG takes no Alignment fault (docs/oracle.md)"
+                "oracle: phase 4/4: dc-zva not generated: Device memory (MMU off), where QEMU TCG takes no Alignment fault (docs/oracle.md)"
             );
         }
-        phase("3/3", &mut e, &mut rng, n_be, mask, &mut tot, count, t0, hz);
+        phase("4/4", &mut e, &mut rng, n_be, mask, &mut tot, count, t0, hz);
     } else {
-        println!("oracle: phase 3/3 (big-endian): not run, ID_AA64MMFR0_EL1.BigEnd = 0");
+        println!("oracle: phase 4/4 (big-endian): not run, ID_AA64MMFR0_EL1.BigEnd = 0");
     }
 
     let ticks = sysreg::counter() - t0;

@@ -1,0 +1,401 @@
+// Copyright 2026 The kvm-nisv Authors.
+// SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+
+//! Planning an access: address, alignment, and the translation of every piece.
+//!
+//! [`plan`] is pure: it reads guest memory only to walk the stage-1 tables
+//! ([`GuestRam::read`]) and asks [`GuestRam::is_ram`] and [`MmioBus::contains`]
+//! where each byte goes. It writes nothing (hardware-managed descriptor updates
+//! are returned in the plan for the caller to apply with the access). The
+//! emulator plans every instruction before any side effect; a VMM can use the
+//! planner on its own, for instance to check an access it completes itself
+//! (docs/emulator.md, "Steps").
+//!
+//! Per element, in architectural order: SCTLR_EL1.A alignment; then each piece
+//! (the element cut where its translation ends) is translated on its own from
+//! its VA with the access's EL and kind; a translation, address size or access
+//! flag fault; an alignment fault for an unaligned element (or DC ZVA) on
+//! Device memory; a permission fault; then whether each byte is RAM or a
+//! device. The first problem found is kept, but every piece is translated so
+//! that [`Plan::touches_page`] sees every IPA the hardware may have faulted on.
+
+use alloc::vec::Vec;
+
+use crate::decode::{Extend, Insn, Offset, Op};
+use crate::mem::{GuestRam, MmioBus};
+use crate::stage1::{
+    self, AccessKind, DescUpdate, El, FaultKind, SCTLR_A, Stage1Fault, Stage1Regs, Translation,
+};
+
+use super::GuestFault;
+
+/// SCTLR_EL1.nAA (FEAT_LSE2): no alignment fault for unaligned
+/// load-acquire/store-release within 16 bytes.
+pub(crate) const SCTLR_NAA: u64 = 1 << 6;
+
+/// Where a piece of an access goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Target {
+    /// Guest RAM ([`GuestRam`]).
+    Ram,
+    /// A device on the MMIO bus ([`MmioBus`]).
+    Device,
+}
+
+/// One piece of an element: a byte range with a single translation and a
+/// single target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct Piece {
+    /// Offset of the piece within its element.
+    pub off: usize,
+    /// Length in bytes.
+    pub len: usize,
+    /// Virtual address of the piece's first byte.
+    pub va: u64,
+    /// Its IPA.
+    pub ipa: u64,
+    /// RAM or device.
+    pub target: Target,
+}
+
+/// All the pieces of one element (or of the DC ZVA block).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ElemPlan {
+    /// Virtual address of the element.
+    pub va: u64,
+    /// Element size in bytes.
+    pub size: usize,
+    /// The pieces, at increasing offsets. Complete (covering `size` bytes)
+    /// when the plan has no problem.
+    pub pieces: Vec<Piece>,
+}
+
+/// The first problem the planner found, in architectural order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Problem {
+    /// A fault the guest takes (translation, permission, alignment...).
+    Fault(GuestFault),
+    /// A byte that is neither RAM nor claimed by a device.
+    NoDevice {
+        /// Its virtual address.
+        va: u64,
+        /// Its IPA.
+        ipa: u64,
+    },
+}
+
+/// What the planner needs besides the instruction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct AccessSpec {
+    /// The address: base + offset ([`address`]); for DC ZVA the address in Xt.
+    pub addr: u64,
+    /// The exception level the access is made from (PSTATE.EL; selects the EC
+    /// of a fault).
+    pub from_el: El,
+    /// The exception level whose permissions apply (EL0 for LDTR/STTR at EL1
+    /// without PSTATE.UAO).
+    pub perm_el: El,
+    /// DC ZVA block size in bytes (4 << DCZID_EL0.BS); ignored for other
+    /// instructions.
+    pub zva_block: u64,
+    /// Whether the CPU implements FEAT_LSE2 (relaxed alignment of atomics and
+    /// load-acquire/store-release with SCTLR_EL1.nAA; see docs/emulator.md).
+    pub lse2: bool,
+}
+
+impl AccessSpec {
+    /// An access at `addr` from `el`, checked with `el`'s permissions.
+    pub fn new(addr: u64, el: El) -> Self {
+        AccessSpec {
+            addr,
+            from_el: el,
+            perm_el: el,
+            zva_block: 64,
+            lse2: false,
+        }
+    }
+
+    /// Check permissions as `el` (LDTR/STTR).
+    pub fn with_perm_el(mut self, el: El) -> Self {
+        self.perm_el = el;
+        self
+    }
+
+    /// The DC ZVA block size in bytes.
+    pub fn with_zva_block(mut self, bytes: u64) -> Self {
+        self.zva_block = bytes;
+        self
+    }
+
+    /// Whether the CPU implements FEAT_LSE2.
+    pub fn with_lse2(mut self, lse2: bool) -> Self {
+        self.lse2 = lse2;
+        self
+    }
+}
+
+/// The result of planning an access.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    kind: AccessKind,
+    elements: Vec<ElemPlan>,
+    updates: Vec<DescUpdate>,
+    ipas: Vec<(u64, usize)>,
+    problem: Option<Problem>,
+}
+
+impl Plan {
+    /// Read (loads, load-exclusives) or write (everything else, including
+    /// atomics, CAS and DC ZVA, which need write permission).
+    pub fn kind(&self) -> AccessKind {
+        self.kind
+    }
+
+    /// The elements in architectural order (one block for DC ZVA).
+    pub fn elements(&self) -> &[ElemPlan] {
+        &self.elements
+    }
+
+    /// Hardware-managed descriptor updates (FEAT_HAFDBS) to apply with the access.
+    pub fn updates(&self) -> &[DescUpdate] {
+        &self.updates
+    }
+
+    /// The first problem, if any: then nothing may be accessed.
+    pub fn problem(&self) -> Option<Problem> {
+        self.problem
+    }
+
+    /// Whether some translated byte lies in the 4 KiB page of `ipa` (the check
+    /// against KVM's `fault_ipa`).
+    pub fn touches_page(&self, ipa: u64) -> bool {
+        let page = ipa & !0xfff;
+        self.ipas.iter().any(|&(a, len)| {
+            let end = a.saturating_add(len as u64);
+            a < page.saturating_add(0x1000) && end > page
+        })
+    }
+}
+
+/// Sign-extend the low `bytes` bytes of `v`.
+pub(crate) fn sext(v: u64, bytes: usize) -> u64 {
+    let sh = 64 - 8 * bytes.clamp(1, 8) as u32;
+    (((v << sh) as i64) >> sh) as u64
+}
+
+/// The address `insn` accesses, from the base register's value and the index
+/// register's value (ignored for immediate offsets): base + offset, the offset
+/// being zero for post-indexed forms. Wraps like the hardware.
+pub fn address(insn: &Insn, base: u64, index: u64) -> u64 {
+    let off = match insn.offset {
+        Offset::Imm(i) => i as u64,
+        Offset::Reg { extend, shift, .. } => {
+            let e = match extend {
+                Extend::Uxtw => index & 0xffff_ffff,
+                Extend::Sxtw => sext(index, 4),
+                Extend::Lsl | Extend::Sxtx => index,
+            };
+            e << (shift & 63)
+        }
+    };
+    base.wrapping_add(off)
+}
+
+/// The access kind whose permissions `op` needs.
+pub fn access_kind(op: Op) -> AccessKind {
+    match op {
+        Op::Load | Op::LoadExclusive => AccessKind::Read,
+        _ => AccessKind::Write,
+    }
+}
+
+/// Plan `insn`'s access at `spec.addr`: check the instruction's own alignment
+/// requirement, then translate and check every piece of every element.
+///
+/// `Err` is an alignment fault required by the instruction whatever the memory
+/// type (exclusives, atomics, CAS, acquire/release: pseudocode
+/// `CheckAlignment`), found before any translation. Otherwise the [`Plan`]
+/// holds every piece and the first [`Problem`], if any.
+pub fn plan<M: GuestRam + ?Sized, B: MmioBus + ?Sized>(
+    s1: &Stage1Regs,
+    insn: &Insn,
+    spec: &AccessSpec,
+    ram: &M,
+    bus: &B,
+) -> Result<Plan, GuestFault> {
+    let addr = spec.addr;
+    let kind = access_kind(insn.op);
+    let zva = insn.op == Op::ZeroBlock;
+    let fault = |va: u64, fault: Stage1Fault| GuestFault {
+        va: if zva { addr } else { va },
+        fault,
+        write: kind == AccessKind::Write,
+        from_el: spec.from_el,
+    };
+    let align_fault = Stage1Fault {
+        kind: FaultKind::Alignment,
+        level: 0,
+    };
+
+    // The list of (va, size) accesses to plan.
+    let mut accesses: Vec<(u64, usize)> = Vec::with_capacity(insn.elements.len().max(1));
+    if zva {
+        let block = spec.zva_block.max(1);
+        accesses.push((addr & !(block - 1), usize::try_from(block).unwrap_or(0)));
+    } else {
+        if !required_alignment_ok(s1, insn, spec) {
+            return Err(fault(addr, align_fault));
+        }
+        for e in &insn.elements {
+            accesses.push((addr.wrapping_add(u64::from(e.offset)), usize::from(e.size)));
+        }
+    }
+
+    let strict_align = s1.sctlr & SCTLR_A != 0 && !zva;
+    let mut p = Plan {
+        kind,
+        elements: Vec::with_capacity(accesses.len()),
+        updates: Vec::new(),
+        ipas: Vec::new(),
+        problem: None,
+    };
+    let whole = zva || whole_aligned(insn, addr);
+    for &(va, size) in &accesses {
+        let aligned = va % (size.max(1) as u64) == 0 && whole;
+        if strict_align && va % (size.max(1) as u64) != 0 && p.problem.is_none() {
+            p.problem = Some(Problem::Fault(fault(va, align_fault)));
+        }
+        let mut elem = ElemPlan {
+            va,
+            size,
+            pieces: Vec::new(),
+        };
+        let mut off = 0usize;
+        while off < size {
+            let pva = va.wrapping_add(off as u64);
+            let (t, perm): (Translation, Option<Stage1Fault>) =
+                match stage1::translate_deferred(s1, pva, kind, spec.perm_el, ram) {
+                    Ok(x) => x,
+                    Err(f) => {
+                        if p.problem.is_none() {
+                            p.problem = Some(Problem::Fault(fault(pva, f)));
+                        }
+                        break;
+                    }
+                };
+            // Bytes left in this translation's page/block.
+            let in_map = t.size - (pva & (t.size - 1));
+            let len = (size - off).min(usize::try_from(in_map).unwrap_or(usize::MAX));
+            p.ipas.push((t.ipa, len));
+            if p.problem.is_none() {
+                if t.mem.is_device() && (!aligned || zva) {
+                    p.problem = Some(Problem::Fault(fault(pva, align_fault)));
+                } else if let Some(f) = perm {
+                    p.problem = Some(Problem::Fault(fault(pva, f)));
+                }
+            }
+            // Target of each byte: one RAM or device piece normally; a
+            // translation whose bytes mix RAM and devices (a DC ZVA block, a
+            // memslot ending inside a page) is cut into runs.
+            // Stores (and read-modify-writes) need RAM the guest may write:
+            // read-only RAM is the bus's, like a `KVM_MEM_READONLY` memslot.
+            let ram_ok = |a: u64, l: usize| {
+                if kind == AccessKind::Write {
+                    ram.is_writable(a, l)
+                } else {
+                    ram.is_ram(a, l)
+                }
+            };
+            let mut runs: Vec<(usize, usize, Target)> = Vec::new();
+            if ram_ok(t.ipa, len) {
+                runs.push((0, len, Target::Ram));
+            } else if bus.contains(t.ipa, len) {
+                runs.push((0, len, Target::Device));
+            } else {
+                for i in 0..len {
+                    let a = t.ipa.wrapping_add(i as u64);
+                    let target = if ram_ok(a, 1) {
+                        Target::Ram
+                    } else if bus.contains(a, 1) {
+                        Target::Device
+                    } else {
+                        if p.problem.is_none() {
+                            p.problem = Some(Problem::NoDevice {
+                                va: pva.wrapping_add(i as u64),
+                                ipa: a,
+                            });
+                        }
+                        break;
+                    };
+                    match runs.last_mut() {
+                        Some(r) if r.2 == target => r.1 += 1,
+                        _ => runs.push((i, 1, target)),
+                    }
+                }
+            }
+            if let Some(u) = t.update {
+                p.updates.push(u);
+            }
+            for (roff, rlen, target) in runs {
+                elem.pieces.push(Piece {
+                    off: off + roff,
+                    len: rlen,
+                    va: pva.wrapping_add(roff as u64),
+                    ipa: t.ipa.wrapping_add(roff as u64),
+                    target,
+                });
+            }
+            off += len;
+        }
+        p.elements.push(elem);
+    }
+    Ok(p)
+}
+
+/// The instruction's own alignment requirement (`Insn::align`: the whole
+/// access size of exclusives, atomics, CAS and the acquire/release forms) as
+/// the Arm ARM's `AArch64.UnalignedAccessFaults` has it (DDI 0487K.a): an
+/// unaligned access of
+///
+/// - an exclusive (LDXR/STXR/LDXP/STXP and the acquire/release forms), an
+///   atomic (LD<op>/ST<op>/SWP) or a CAS/CASP faults unless the CPU has
+///   FEAT_LSE2 and every byte lies in one aligned 16-byte quantity
+///   (`AllInAlignedQuantity(address, size, 16)`);
+/// - a load-acquire/store-release (LDAR/STLR, LDAPR, LDAPUR/STLUR,
+///   LDLAR/STLLR) faults without FEAT_LSE2; with it, only when SCTLR_EL1.nAA = 0
+///   and the bytes are not all in one aligned 16-byte quantity.
+///
+/// SCTLR_EL1.A (checked per element by the caller) and Device memory (checked
+/// per piece) fault whatever this says.
+fn required_alignment_ok(s1: &Stage1Regs, insn: &Insn, spec: &AccessSpec) -> bool {
+    let addr = spec.addr;
+    let align = u64::from(insn.align.max(1));
+    if addr.is_multiple_of(align) {
+        return true;
+    }
+    if !spec.lse2 {
+        return false;
+    }
+    let in_quantity = (addr & 15) + insn.elements.total_bytes() <= 16;
+    match insn.op {
+        Op::LoadExclusive
+        | Op::StoreExclusive { .. }
+        | Op::Atomic { .. }
+        | Op::CompareAndSwap { .. } => in_quantity,
+        _ => s1.sctlr & SCTLR_NAA != 0 || in_quantity,
+    }
+}
+
+/// Whether the whole access is aligned to the instruction's own alignment
+/// (`Insn::align`): with FEAT_LSE2 an unaligned exclusive, atomic or
+/// acquire/release access may pass [`required_alignment_ok`], and is then
+/// unaligned for the Device memory check (pseudocode `IsAligned(address,
+/// size)` over the whole access).
+fn whole_aligned(insn: &Insn, addr: u64) -> bool {
+    addr.is_multiple_of(u64::from(insn.align.max(1)))
+}
