@@ -176,6 +176,9 @@ impl MmioBus for &Bus {
     fn write(&mut self, ipa: u64, data: &[u8]) -> Result<(), BusError> {
         Bus::write(self, ipa, data)
     }
+    fn contains(&self, ipa: u64, len: usize) -> bool {
+        self.find(ipa, len).is_some()
+    }
 }
 
 #[cfg(test)]

@@ -749,14 +749,12 @@ mod tests {
     const STR_POST: u32 = 0xf804_8420;
 
     fn setup() -> (RegisterFile, Ram, Bus) {
-        let mut r = RegisterFile {
-            pc: RAM + 0x100,
-            pstate: 0x3c5,
-            ..Default::default()
-        };
+        let mut r = RegisterFile::new();
+        r.pc = RAM + 0x100;
+        r.pstate = 0x3c5;
         r.x[0] = 0x1122;
         r.x[1] = DEV + 8;
-        let ram = Ram::new(RAM, 0x10000).unwrap();
+        let ram = crate::memory::ram(RAM, 0x10000).unwrap();
         ram.write(RAM + 0x100, &STR_POST.to_le_bytes()).unwrap();
         let mut bus = Bus::new();
         bus.insert(DEV, 0x1000, Arc::new(Mutex::new(Scratch(vec![0; 0x1000]))))
@@ -985,11 +983,9 @@ mod tests {
     #[test]
     fn taking_an_abort_follows_take_exception() {
         // From EL1h with NZCV = 0b0110, PAN clear, SCTLR_EL1.SPAN = 0.
-        let mut r = RegisterFile {
-            pc: RAM + 0x100,
-            pstate: 0x6000_0005,
-            ..Default::default()
-        };
+        let mut r = RegisterFile::new();
+        r.pc = RAM + 0x100;
+        r.pstate = 0x6000_0005;
         r.set_sys(SysReg::VbarEl1, RAM + 0x800);
         deliver_sync_abort(&mut r, 0x9600_0021, 0x1234).unwrap();
         assert_eq!(r.pc, RAM + 0xa00);
@@ -999,22 +995,18 @@ mod tests {
         assert_eq!(r.sys(SysReg::EsrEl1), 0x9600_0021);
         assert_eq!(r.sys(SysReg::FarEl1), 0x1234);
         // From EL0 (SPAN = 1: PAN unchanged): the lower-EL vector.
-        let mut r = RegisterFile {
-            pc: 0x4000,
-            pstate: 0x0,
-            ..Default::default()
-        };
+        let mut r = RegisterFile::new();
+        r.pc = 0x4000;
+        r.pstate = 0x0;
         r.set_sys(SysReg::VbarEl1, RAM + 0x800);
         r.set_sys(SysReg::SctlrEl1, 1 << 23);
         deliver_sync_abort(&mut r, 0x9200_0021, 0x1).unwrap();
         assert_eq!(r.pc, RAM + 0xc00);
         assert_eq!(r.pstate, 0x3c5);
         // From EL1t: offset 0.
-        let mut r = RegisterFile {
-            pc: 0x4000,
-            pstate: 0x4,
-            ..Default::default()
-        };
+        let mut r = RegisterFile::new();
+        r.pc = 0x4000;
+        r.pstate = 0x4;
         r.set_sys(SysReg::VbarEl1, RAM + 0x800);
         deliver_sync_abort(&mut r, 0, 0).unwrap();
         assert_eq!(r.pc, RAM + 0x800);

@@ -240,8 +240,6 @@ fn mmio(
     };
     match r {
         Ok(()) => ExitAction::Continue,
-        // A device that rejects an access: logged by the bus, the guest reads zeros.
-        Err(BusError::DeviceError { .. }) => ExitAction::Continue,
         Err(BusError::NoDevice { .. }) => {
             // Nothing at this address: a bus error, as hardware would report it.
             let act = ctx.nisv.unmapped_mmio(
@@ -255,6 +253,8 @@ fn mmio(
             );
             apply(ctx.nisv, vcpu, act)
         }
+        // A device that rejects an access: logged by the bus, the guest reads zeros.
+        Err(_) => ExitAction::Continue,
     }
 }
 
@@ -465,8 +465,8 @@ mod kvm {
     use kvm_nisv::regs::{Reg, RegError, VcpuRegs};
 
     use super::*;
-    use crate::adapter::kvm::{KvmRegs, inject_ext_dabt, nisv_payload};
-    use kvm_nisv::inject::ExtDabtInjector;
+    use crate::adapter::kvm::{inject_ext_dabt, nisv_payload};
+    use kvm_nisv::kvm_ioctls::ExtDabtInjector;
 
     thread_local! {
         static KVM_RUN: Cell<*mut kvm_run> = const { Cell::new(std::ptr::null_mut()) };
@@ -493,16 +493,16 @@ mod kvm {
 
     impl VcpuRegs for KvmVcpu<'_> {
         fn get(&mut self, reg: Reg) -> Result<u64, RegError> {
-            KvmRegs(self.0).get(reg)
+            self.0.get(reg)
         }
         fn set(&mut self, reg: Reg, value: u64) -> Result<(), RegError> {
-            KvmRegs(self.0).set(reg, value)
+            self.0.set(reg, value)
         }
         fn get_v(&mut self, n: u8) -> Result<u128, RegError> {
-            KvmRegs(self.0).get_v(n)
+            self.0.get_v(n)
         }
         fn set_v(&mut self, n: u8, value: u128) -> Result<(), RegError> {
-            KvmRegs(self.0).set_v(n, value)
+            self.0.set_v(n, value)
         }
     }
 
@@ -730,7 +730,7 @@ mod tests {
     }
 
     fn machine() -> Machine {
-        let ram = Arc::new(Ram::new(RAM_BASE, 1 << 20).unwrap());
+        let ram = Arc::new(crate::memory::ram(RAM_BASE, 1 << 20).unwrap());
         let stats = Arc::new(NisvStats::default());
         let dev = TestDevice::new(ram.clone(), stats.emulated.clone());
         let out = Sink::default();

@@ -34,7 +34,9 @@
 //!   rejecting an access, a register write failing) is an [`EmulateError`] and
 //!   may leave the accesses made so far behind.
 
-use std::collections::BTreeMap;
+use alloc::collections::BTreeMap;
+use alloc::vec;
+use alloc::vec::Vec;
 
 use crate::decode::{
     AtomicOp, Base, Class, Extend, Insn, LoadExt, Offset, Op, RegSlot, Unsupported, VecWrite,
@@ -199,8 +201,8 @@ pub struct Counters {
     pub errors: u64,
 }
 
-impl std::fmt::Display for Counters {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Display for Counters {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         for (class, n) in &self.emulated {
             writeln!(f, "{class:?}: {n}")?;
         }
@@ -311,7 +313,7 @@ fn mask(bytes: usize) -> u64 {
 fn bus_chunks(ipa: u64, len: usize) -> impl Iterator<Item = (u64, usize)> {
     let mut at = ipa;
     let mut left = len;
-    std::iter::from_fn(move || {
+    core::iter::from_fn(move || {
         if left == 0 {
             return None;
         }

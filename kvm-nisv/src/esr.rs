@@ -25,7 +25,7 @@
 //! Field names follow the Arm ARM's ESR_ELx description, "ISS encoding for an
 //! exception from a Data Abort" (D24.2.40 in DDI 0487K).
 
-use std::fmt;
+use core::fmt;
 
 /// The ISS bits the kernel keeps in `kvm_run.arm_nisv.esr_iss`
 /// (`ESR_ELx_CM | ESR_ELx_WNR | ESR_ELx_FSC`).

@@ -360,15 +360,15 @@ impl Default for Elements {
     }
 }
 
-impl std::fmt::Debug for Elements {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Debug for Elements {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_list().entries(self.as_slice()).finish()
     }
 }
 
 impl<'a> IntoIterator for &'a Elements {
     type Item = &'a Element;
-    type IntoIter = std::slice::Iter<'a, Element>;
+    type IntoIter = core::slice::Iter<'a, Element>;
     fn into_iter(self) -> Self::IntoIter {
         self.as_slice().iter()
     }
