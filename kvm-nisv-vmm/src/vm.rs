@@ -29,7 +29,7 @@ use crate::fdt::{FdtConfig, create_fdt};
 use crate::gic::{Frame, GicRegs, KvmVgicAttrs, create_vgic};
 use crate::layout::*;
 use crate::loader::{KernelKind, load_dtb, load_initrd, load_kernel};
-use crate::memory::Ram;
+use crate::memory;
 use crate::nisv::{NisvHandler, NisvStats};
 use crate::testdev::TestDevice;
 use crate::uart::{Uart, spawn_stdin_reader};
@@ -161,7 +161,7 @@ pub fn run(args: &RunArgs) -> i32 {
     }
 
     // RAM: one memslot.
-    let ram = match crate::memory::ram(RAM_BASE, args.mem) {
+    let ram = match memory::ram(RAM_BASE, args.mem) {
         Ok(r) => Arc::new(r),
         Err(e) => fail!("{e}"),
     };

@@ -17,8 +17,8 @@
 //! [`Cap`], [`Support`] and [`CapError`] are plain data. The calls:
 //!
 //! * with kvm-ioctls (feature `kvm-ioctls`): safe methods on its own types,
-//!   [`crate::kvm_ioctls::KvmNisvCaps`] (`Kvm` and `VmFd`) and
-//!   [`crate::kvm_ioctls::VmFdNisvExt`] (`VmFd`), which call kvm-ioctls'
+//!   `kvm_ioctls::KvmNisvCaps` (`Kvm` and `VmFd`) and
+//!   `kvm_ioctls::VmFdNisvExt` (`VmFd`), which call kvm-ioctls'
 //!   `check_extension_raw` and `VmFd::enable_cap`;
 //! * on raw file descriptors (feature `kvm`): the `unsafe fn`s below, for
 //!   VMMs that do not use kvm-ioctls. They are unsafe because an ioctl
@@ -185,7 +185,7 @@ pub(crate) fn require_result(value: i32, cap: Cap) -> Result<(), CapError> {
 /// Returns the kernel's value: 0 if absent, positive (1 for both NISV
 /// capabilities) if present. On a VM fd the answer can depend on the VM
 /// (recommended since Linux 4.x with `KVM_CAP_CHECK_EXTENSION_VM`).
-/// kvm-ioctls users call [`crate::kvm_ioctls::KvmNisvCaps::check_nisv_cap`].
+/// kvm-ioctls users call `kvm_ioctls::KvmNisvCaps::check_nisv_cap`.
 ///
 /// # Safety
 ///
@@ -222,7 +222,7 @@ pub unsafe fn require<F: AsFd + ?Sized>(fd: &F, cap: Cap) -> Result<(), CapError
 /// Checks the capability first so that an old kernel gives
 /// [`CapError::Missing`] rather than a bare `EINVAL`. Enabling twice is
 /// harmless (the kernel sets a flag). kvm-ioctls users call
-/// [`crate::kvm_ioctls::VmFdNisvExt::enable_nisv_to_user`].
+/// `kvm_ioctls::VmFdNisvExt::enable_nisv_to_user`.
 ///
 /// # Safety
 ///

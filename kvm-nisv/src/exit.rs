@@ -20,7 +20,7 @@
 //!
 //! kvm-ioctls (0.25) has no variant for this exit and reports it as
 //! `VcpuExit::Unsupported(28)`; `NisvExit::from_vcpu` (feature `kvm-ioctls`,
-//! in [`crate::kvm_ioctls`]) reads the payload from the vCPU's mapped
+//! in `kvm_ioctls`) reads the payload from the vCPU's mapped
 //! `kvm_run`. Without the capability the same abort makes `KVM_RUN` fail with
 //! `ENOSYS`; `RunError::from_errno` (feature `kvm`) names the cause.
 
@@ -39,7 +39,7 @@ pub const KVM_EXIT_ARM_NISV: u32 = kvm_nisv_sys::KVM_EXIT_ARM_NISV;
 /// Read access to the parts of a `struct kvm_run` this module needs.
 ///
 /// Implemented for `kvm_nisv_sys::kvm_run` and for kvm-bindings' `kvm_run`
-/// (feature `kvm-ioctls`, in [`crate::kvm_ioctls`]). Any other binding of the kernel's `struct kvm_run`
+/// (feature `kvm-ioctls`, in `kvm_ioctls`). Any other binding of the kernel's `struct kvm_run`
 /// can implement it.
 pub trait KvmRunView {
     /// `kvm_run.exit_reason`.

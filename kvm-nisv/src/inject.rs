@@ -20,9 +20,9 @@
 //! VM (or `/dev/kvm`) fd and then the injection is made on vCPU fds:
 //!
 //! * with kvm-ioctls (feature `kvm-ioctls`):
-//!   [`crate::kvm_ioctls::ExtDabtInjector`], created from a `Kvm` or `VmFd`,
+//!   `kvm_ioctls::ExtDabtInjector`, created from a `Kvm` or `VmFd`,
 //!   injects through kvm-ioctls' `VcpuFd::set_vcpu_events`;
-//! * on raw file descriptors (feature `kvm`): [`inject_ext_dabt`], an
+//! * on raw file descriptors (feature `kvm`): `inject_ext_dabt`, an
 //!   `unsafe fn` whose contract is that the fd is a KVM vCPU fd.
 
 #[cfg(feature = "kvm")]
@@ -62,7 +62,7 @@ pub fn ext_dabt_events() -> sys::kvm_vcpu_events {
 
 /// Make an external data abort pending on `vcpu`: the guest takes it on the
 /// next `KVM_RUN`. Check `KVM_CAP_ARM_INJECT_EXT_DABT` first
-/// ([`crate::cap::require`]); without it the kernel ignores the field on
+/// (`cap::require`); without it the kernel ignores the field on
 /// some versions and fails on others.
 ///
 /// # Safety

@@ -10,7 +10,7 @@
 //!
 //! Implementations: [`VecRam`] and [`VecBus`] (in memory, for tests, fuzzing
 //! and examples) and, with the `vm-memory` feature,
-//! [`crate::vm_memory::GuestMemoryRam`] for rust-vmm's guest memory types.
+//! `vm_memory::GuestMemoryRam` for rust-vmm's guest memory types.
 
 use alloc::collections::BTreeMap;
 use alloc::vec;

@@ -24,8 +24,8 @@
 //! Each get/set is one system call.
 //!
 //! The id computation is pure and portable. The backends: kvm-ioctls'
-//! `VcpuFd` (feature `kvm-ioctls`, in [`crate::kvm_ioctls`], through its
-//! `get_one_reg`/`set_one_reg`) and [`RawVcpuFd`] (feature `kvm`) for VMMs
+//! `VcpuFd` (feature `kvm-ioctls`, in `kvm_ioctls`, through its
+//! `get_one_reg`/`set_one_reg`) and `RawVcpuFd` (feature `kvm`) for VMMs
 //! without kvm-ioctls.
 
 use alloc::format;

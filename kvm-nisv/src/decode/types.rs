@@ -246,7 +246,7 @@ pub struct Insn {
     pub release: bool,
     /// LDTR/STTR: at EL1 the access is checked as if made from EL0.
     pub unprivileged: bool,
-    /// The assembler form, for [`std::fmt::Display`] only: everything else the
+    /// The assembler form, for [`core::fmt::Display`] only: everything else the
     /// text shows is derived from the fields above.
     pub form: Form,
 }
