@@ -7,17 +7,20 @@
 //! The guest (hand-assembled below, one comment per instruction) runs at EL1
 //! with the MMU off and:
 //!
-//! 1. stores four values to a device with `str x0, [x1], #8` in a loop: a
+//! 1. stores four values to a device with `str x20, [x21], #8` in a loop: a
 //!    store with writeback has no instruction syndrome, so every iteration is a
 //!    NISV exit that the emulator completes (device write, writeback, PC + 4);
-//! 2. loads the first two back with `ldp x3, x4, [x5]` (a pair: NISV again);
-//! 3. loads the third with a plain `ldr x6, [x5, #16]`, an ordinary
+//! 2. loads the first two back with `ldp x23, x24, [x25]` (a pair: NISV
+//!    again);
+//! 3. loads the third with a plain `ldr x26, [x25, #16]`, an ordinary
 //!    `KVM_EXIT_MMIO` served by the same bus;
 //! 4. stores the pair to RAM (no exit), then stores with writeback to an
 //!    address where nothing is: the emulator says `NoDevice` and the VMM
 //!    injects an external data abort, which the guest takes at its vector;
 //! 5. the handler saves ESR_EL1 and FAR_EL1 and powers off with PSCI
-//!    `SYSTEM_OFF` (an `HVC` KVM handles), which ends the loop.
+//!    `SYSTEM_OFF` (an `HVC` KVM handles; it writes the PSCI return values to
+//!    x0-x3, so the program keeps its results in x9 and up), which ends the
+//!    loop.
 //!
 //! The VMM then checks what the guest and the device saw. Run it on an arm64
 //! host with `/dev/kvm` (or in the emulated arm64 host, where
@@ -60,21 +63,21 @@ pub mod vmm {
 
     /// (offset in RAM, instruction word). Encodings from llvm-mc 14.
     const CODE: &[(u64, u32)] = &[
-        (0x00, 0xd280_0082),  // mov  x2, #4          (STORES)
-        (0x04, 0xf800_8420),  // str  x0, [x1], #8    NISV: store with writeback
-        (0x08, 0x9100_0400),  // add  x0, x0, #1
-        (0x0c, 0xf100_0442),  // subs x2, x2, #1
+        (0x00, 0xd280_0096),  // mov  x22, #4           (STORES)
+        (0x04, 0xf800_86b4),  // str  x20, [x21], #8    NISV: store with writeback
+        (0x08, 0x9100_0694),  // add  x20, x20, #1
+        (0x0c, 0xf100_06d6),  // subs x22, x22, #1
         (0x10, 0x54ff_ffa1),  // b.ne 0x04
-        (0x14, 0xa940_10a3),  // ldp  x3, x4, [x5]    NISV: load pair
-        (0x18, 0xf940_08a6),  // ldr  x6, [x5, #16]   KVM_EXIT_MMIO (valid syndrome)
-        (0x1c, 0xa900_10e3),  // stp  x3, x4, [x7]    RAM, no exit
-        (0x20, 0xf800_8500),  // str  x0, [x8], #8    NISV to nothing: abort injected
-        (0x24, 0x1400_0000),  // b    .               (never reached)
-        (0xa00, 0xd538_5209), // mrs  x9, esr_el1     the abort handler
+        (0x14, 0xa940_6337),  // ldp  x23, x24, [x25]   NISV: load pair
+        (0x18, 0xf940_0b3a),  // ldr  x26, [x25, #16]   KVM_EXIT_MMIO (valid syndrome)
+        (0x1c, 0xa900_6377),  // stp  x23, x24, [x27]   RAM, no exit
+        (0x20, 0xf800_8794),  // str  x20, [x28], #8    NISV to nothing: abort injected
+        (0x24, 0x1400_0000),  // b    .                 (never reached)
+        (0xa00, 0xd538_5209), // mrs  x9, esr_el1       the abort handler
         (0xa04, 0xd538_600a), // mrs  x10, far_el1
         (0xa08, 0x5280_0100), // mov  w0, #0x8
         (0xa0c, 0x72b0_8000), // movk w0, #0x8400, lsl #16   PSCI SYSTEM_OFF
-        (0xa10, 0xd400_0002), // hvc  #0
+        (0xa10, 0xd400_0002), // hvc  #0                (KVM writes x0-x3)
         (0xa14, 0x1400_0000), // b    .
     ];
 
@@ -129,11 +132,11 @@ pub mod vmm {
         for (reg, value) in [
             (Reg::Pc, RAM),
             (Reg::Pstate, 0x3c5), // EL1h, DAIF masked
-            (Reg::X(0), FIRST),
-            (Reg::X(1), DEVICE),
-            (Reg::X(5), DEVICE),
-            (Reg::X(7), PAIR),
-            (Reg::X(8), HOLE + 0x40),
+            (Reg::X(20), FIRST),
+            (Reg::X(21), DEVICE),
+            (Reg::X(25), DEVICE),
+            (Reg::X(27), PAIR),
+            (Reg::X(28), HOLE + 0x40),
             (Reg::Sys(SysReg::VbarEl1), VBAR),
         ] {
             vcpu.set(reg, value)?;
@@ -188,14 +191,14 @@ pub mod vmm {
             )?;
         }
         check(
-            vcpu.get(Reg::X(1))? == DEVICE + 8 * STORES,
-            "x1 written back",
+            vcpu.get(Reg::X(21))? == DEVICE + 8 * STORES,
+            "x21 written back",
         )?;
-        check(vcpu.get(Reg::X(3))? == values[0], "ldp: x3")?;
-        check(vcpu.get(Reg::X(4))? == values[1], "ldp: x4")?;
+        check(vcpu.get(Reg::X(23))? == values[0], "ldp: x23")?;
+        check(vcpu.get(Reg::X(24))? == values[1], "ldp: x24")?;
         check(
-            vcpu.get(Reg::X(6))? == values[2],
-            "ldr through KVM_EXIT_MMIO: x6",
+            vcpu.get(Reg::X(26))? == values[2],
+            "ldr through KVM_EXIT_MMIO: x26",
         )?;
         let mut pair = [0u8; 16];
         ram.read(PAIR, &mut pair)?;
@@ -209,7 +212,7 @@ pub mod vmm {
         let iss = esr.data_abort().ok_or("a data abort")?;
         check(iss.dfsc() == Dfsc::SyncExternal, "ESR_EL1.DFSC")?;
         check(vcpu.get(Reg::X(10))? == HOLE + 0x40, "FAR_EL1")?;
-        check(vcpu.get(Reg::X(8))? == HOLE + 0x40, "no writeback")?;
+        check(vcpu.get(Reg::X(28))? == HOLE + 0x40, "no writeback")?;
         check(vcpu.get(Reg::Sys(SysReg::ElrEl1))? == RAM + 0x20, "ELR_EL1")?;
         println!("guest saw ESR_EL1 = {:#x}; results checked", esr.0);
         Ok(seen)
