@@ -65,7 +65,7 @@ ensure_rust() {
         grep -q "^$c" <<<"$have" || rustup component add "$c" >&2
     done
     have=$(rustup target list --installed 2>/dev/null)
-    for t in aarch64-unknown-linux-musl aarch64-unknown-none; do
+    for t in aarch64-unknown-linux-musl aarch64-unknown-none aarch64-apple-darwin; do
         grep -qx "$t" <<<"$have" || rustup target add "$t" >&2
     done
 }

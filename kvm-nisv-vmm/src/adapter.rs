@@ -2,7 +2,9 @@
 // SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
 
 //! The one place where the VMM meets kvm-nisv's `decode`, `emulate`,
-//! `stage1`, `esr`, `cap`, `exit`, `inject` and `one_reg` modules.
+//! `stage1`, `esr`, `exit` and `kvm_ioctls` modules (guest RAM is kvm-nisv's
+//! vm-memory adapter, see `memory.rs`; the vCPU registers are kvm-ioctls'
+//! `&VcpuFd`, for which kvm-nisv implements `VcpuRegs`).
 //!
 //! Everything else in this crate calls only the functions and types below, so
 //! the policy and exit-handling code can be tested with scripted emulators and
@@ -127,20 +129,19 @@ pub fn describe_iss(iss: u64) -> String {
     format!("{iss:#x} ({})", kvm_nisv::esr::NisvIss::new(iss))
 }
 
-/// The KVM side: capabilities, the exit payload, abort injection, registers
-/// (`kvm_nisv::{cap, exit, inject, one_reg}`).
+/// The KVM side: capabilities, the exit payload, abort injection
+/// (`kvm_nisv::kvm_ioctls`). Registers need no adapter: kvm-nisv implements
+/// `VcpuRegs` for `&VcpuFd`.
 #[cfg(target_arch = "aarch64")]
 pub mod kvm {
-    use kvm_bindings::{KVM_REG_ARM_CORE, KVM_REG_ARM64, KVM_REG_SIZE_U64, kvm_regs};
+    use kvm_bindings::{KVM_REG_ARM64, KVM_REG_SIZE_U64};
     use kvm_ioctls::{VcpuFd, VmFd};
-    use kvm_nisv::cap::{Support, enable_nisv_to_user};
     use kvm_nisv::exit::NisvExit;
-    use kvm_nisv::inject::ExtDabtInjector;
-    use kvm_nisv::regs::{Reg, RegError, SysReg, VcpuRegs};
+    use kvm_nisv::kvm_ioctls::{ExtDabtInjector, KvmNisvCaps, VmFdNisvExt};
 
     /// Whether the kernel offers NISV exits and external-abort injection.
     pub fn nisv_caps(vm: &VmFd) -> (bool, bool) {
-        match Support::probe(vm) {
+        match vm.nisv_support() {
             Ok(s) => (s.nisv_to_user, s.inject_ext_dabt),
             Err(e) => {
                 log::warn!("probing the NISV capabilities: {e}");
@@ -151,7 +152,7 @@ pub mod kvm {
 
     /// Enable `KVM_CAP_ARM_NISV_TO_USER` on the VM.
     pub fn enable_nisv(vm: &VmFd) -> Result<(), String> {
-        enable_nisv_to_user(vm).map_err(|e| e.to_string())
+        vm.enable_nisv_to_user().map_err(|e| e.to_string())
     }
 
     /// The NISV payload `(esr_iss, fault_ipa)` of the current exit, if it is one.
@@ -161,81 +162,7 @@ pub mod kvm {
 
     /// The abort injector, when the kernel supports it.
     pub fn injector(vm: &VmFd) -> Option<ExtDabtInjector> {
-        ExtDabtInjector::new(vm).ok()
-    }
-
-    /// Make an external data abort pending on the vCPU.
-    pub fn inject_ext_dabt(inj: Option<&ExtDabtInjector>, vcpu: &VcpuFd) -> Result<(), String> {
-        match inj {
-            Some(i) => i.inject(vcpu).map_err(|e| e.to_string()),
-            None => Err("the kernel lacks KVM_CAP_ARM_INJECT_EXT_DABT".into()),
-        }
-    }
-
-    /// ELR_EL1 and SPSR_EL1 as KVM core registers (`kvm_regs.elr_el1`,
-    /// `kvm_regs.spsr[KVM_SPSR_EL1]`): KVM keeps them outside its sysreg table
-    /// for userspace, so the one-reg sysreg ids are not used for them.
-    fn core_el1_id(reg: Reg) -> Option<u64> {
-        use std::mem::offset_of;
-        let off = match reg {
-            Reg::Sys(SysReg::ElrEl1) => offset_of!(kvm_regs, elr_el1),
-            Reg::Sys(SysReg::SpsrEl1) => offset_of!(kvm_regs, spsr),
-            _ => return None,
-        };
-        Some(KVM_REG_ARM64 | KVM_REG_SIZE_U64 | u64::from(KVM_REG_ARM_CORE) | (off / 4) as u64)
-    }
-
-    fn raw(fd: &VcpuFd) -> kvm_nisv::one_reg::RawVcpuFd<'_> {
-        use std::os::fd::{AsRawFd, BorrowedFd};
-        // SAFETY: the descriptor belongs to `fd`, which the returned value borrows, so it
-        // stays open for the borrow's lifetime.
-        let b = unsafe { BorrowedFd::borrow_raw(fd.as_raw_fd()) };
-        kvm_nisv::one_reg::RawVcpuFd::new(b)
-    }
-
-    /// [`VcpuRegs`] over a kvm-ioctls vCPU: kvm-nisv's one-reg implementation,
-    /// with ELR_EL1/SPSR_EL1 through their core ids.
-    #[derive(Debug)]
-    pub struct KvmRegs<'a>(pub &'a VcpuFd);
-
-    impl VcpuRegs for KvmRegs<'_> {
-        fn get(&mut self, reg: Reg) -> Result<u64, RegError> {
-            if let Some(id) = core_el1_id(reg) {
-                let mut b = [0u8; 8];
-                return self
-                    .0
-                    .get_one_reg(id, &mut b)
-                    .map(|_| u64::from_le_bytes(b))
-                    .map_err(|source| RegError::Ioctl {
-                        op: "KVM_GET_ONE_REG",
-                        reg: format!("{reg:?}"),
-                        id,
-                        source,
-                    });
-            }
-            raw(self.0).get(reg)
-        }
-        fn set(&mut self, reg: Reg, value: u64) -> Result<(), RegError> {
-            if let Some(id) = core_el1_id(reg) {
-                return self
-                    .0
-                    .set_one_reg(id, &value.to_le_bytes())
-                    .map(|_| ())
-                    .map_err(|source| RegError::Ioctl {
-                        op: "KVM_SET_ONE_REG",
-                        reg: format!("{reg:?}"),
-                        id,
-                        source,
-                    });
-            }
-            raw(self.0).set(reg, value)
-        }
-        fn get_v(&mut self, n: u8) -> Result<u128, RegError> {
-            raw(self.0).get_v(n)
-        }
-        fn set_v(&mut self, n: u8, value: u128) -> Result<(), RegError> {
-            raw(self.0).set_v(n, value)
-        }
+        vm.ext_dabt_injector().ok()
     }
 
     /// The one-reg id of MPIDR_EL1 (op0=3, op1=0, CRn=0, CRm=0, op2=5), which
@@ -266,10 +193,8 @@ mod tests {
 
     #[test]
     fn translate_is_flat_with_the_mmu_off() {
-        let mut r = RegisterFile {
-            pstate: 0x3c5,
-            ..Default::default()
-        };
+        let mut r = RegisterFile::new();
+        r.pstate = 0x3c5;
         let ram = VecRam::new();
         assert_eq!(translate(&mut r, &ram, 0x1234), Ok(0x1234));
         // MMU on with no page tables in RAM: a fault, not a guess.

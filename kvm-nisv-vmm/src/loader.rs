@@ -162,7 +162,7 @@ fn load_image<F: Read + Seek + vm_memory::ReadVolatile>(
 ) -> Result<(), LoadError> {
     use linux_loader::loader::KernelLoader;
     let r = linux_loader::loader::pe::PE::load(
-        ram.mem(),
+        ram.memory(),
         Some(vm_memory::GuestAddress(RAM_BASE)),
         file,
         None,
@@ -312,7 +312,7 @@ mod tests {
     #[test]
     fn image_goes_to_text_offset_and_flat_to_ram_start() {
         let ram_size = 16 * MIB;
-        let ram = Ram::new(RAM_BASE, ram_size).unwrap();
+        let ram = crate::memory::ram(RAM_BASE, ram_size).unwrap();
         let img = image(0x8_0000, 2 * MIB, 4096);
         let k = load_kernel(&ram, ram_size, &mut Cursor::new(img.clone())).unwrap();
         assert_eq!(k.entry, RAM_BASE + 0x8_0000);
@@ -340,7 +340,7 @@ mod tests {
     #[test]
     fn too_big_is_refused() {
         let ram_size = 8 * MIB;
-        let ram = Ram::new(RAM_BASE, ram_size).unwrap();
+        let ram = crate::memory::ram(RAM_BASE, ram_size).unwrap();
         // Footprint reaches into the DTB slot.
         let img = image(0, 6 * MIB + 1, 64);
         assert!(matches!(
@@ -363,7 +363,7 @@ mod tests {
     #[test]
     fn initrd_and_dtb_placement() {
         let ram_size = 16 * MIB;
-        let ram = Ram::new(RAM_BASE, ram_size).unwrap();
+        let ram = crate::memory::ram(RAM_BASE, ram_size).unwrap();
         let initrd = vec![0x5au8; 10_000];
         let (s, e) = load_initrd(&ram, ram_size, RAM_BASE + MIB, &mut Cursor::new(initrd)).unwrap();
         assert_eq!(s % 4096, 0);

@@ -637,14 +637,12 @@ mod tests {
     const STR_POST: u32 = 0xf804_8420;
 
     fn setup() -> (RegisterFile, Ram, Bus) {
-        let mut r = RegisterFile {
-            pc: RAM + 0x100,
-            pstate: 0x3c5,
-            ..Default::default()
-        };
+        let mut r = RegisterFile::new();
+        r.pc = RAM + 0x100;
+        r.pstate = 0x3c5;
         r.x[0] = 0x1122;
         r.x[1] = DEV + 8;
-        let ram = Ram::new(RAM, 0x10000).unwrap();
+        let ram = crate::memory::ram(RAM, 0x10000).unwrap();
         ram.write(RAM + 0x100, &STR_POST.to_le_bytes()).unwrap();
         let mut bus = Bus::new();
         bus.insert(DEV, 0x1000, Arc::new(Mutex::new(Scratch(vec![0; 0x1000]))))

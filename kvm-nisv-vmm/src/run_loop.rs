@@ -14,11 +14,11 @@ use std::sync::Arc;
 
 use kvm_bindings::{KVM_EXIT_ARM_NISV, kvm_run};
 use kvm_ioctls::{VcpuExit, VcpuFd};
-use kvm_nisv::inject::ExtDabtInjector;
+use kvm_nisv::kvm_ioctls::ExtDabtInjector;
 use kvm_nisv::mem::GuestRam;
 use kvm_nisv::regs::{Reg, RegError, VcpuRegs};
 
-use crate::adapter::kvm::{KvmRegs, nisv_payload};
+use crate::adapter::kvm::nisv_payload;
 use crate::bus::Bus;
 use crate::control::{VcpuControl, set_thread_kvm_run};
 use crate::nisv::NisvHandler;
@@ -30,16 +30,16 @@ pub struct KvmVcpu<'a>(pub &'a VcpuFd, pub Option<&'a ExtDabtInjector>);
 
 impl VcpuRegs for KvmVcpu<'_> {
     fn get(&mut self, reg: Reg) -> Result<u64, RegError> {
-        KvmRegs(self.0).get(reg)
+        self.0.get(reg)
     }
     fn set(&mut self, reg: Reg, value: u64) -> Result<(), RegError> {
-        KvmRegs(self.0).set(reg, value)
+        self.0.set(reg, value)
     }
     fn get_v(&mut self, n: u8) -> Result<u128, RegError> {
-        KvmRegs(self.0).get_v(n)
+        self.0.get_v(n)
     }
     fn set_v(&mut self, n: u8, value: u128) -> Result<(), RegError> {
-        KvmRegs(self.0).set_v(n, value)
+        self.0.set_v(n, value)
     }
 }
 

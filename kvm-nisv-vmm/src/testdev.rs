@@ -306,7 +306,7 @@ mod tests {
         TestDevData,
         Arc<AtomicU64>,
     ) {
-        let ram = Arc::new(Ram::new(RAM, 0x10000).unwrap());
+        let ram = Arc::new(crate::memory::ram(RAM, 0x10000).unwrap());
         let n = Arc::new(AtomicU64::new(0));
         let dev = TestDevice::new(ram.clone(), n.clone());
         let c = dev.ctrl_device();

@@ -201,8 +201,6 @@ fn mmio(
     };
     match r {
         Ok(()) => ExitAction::Continue,
-        // A device that rejects an access: logged by the bus, the guest reads zeros.
-        Err(BusError::DeviceError { .. }) => ExitAction::Continue,
         Err(BusError::NoDevice { .. }) => {
             // Nothing at this address: a bus error, as hardware would report it.
             let act = ctx.nisv.unmapped_mmio(
@@ -216,6 +214,8 @@ fn mmio(
             );
             apply(ctx.nisv, vcpu, act)
         }
+        // A device that rejects an access: logged by the bus, the guest reads zeros.
+        Err(_) => ExitAction::Continue,
     }
 }
 
@@ -421,7 +421,7 @@ mod tests {
     }
 
     fn machine() -> Machine {
-        let ram = Arc::new(Ram::new(RAM_BASE, 1 << 20).unwrap());
+        let ram = Arc::new(crate::memory::ram(RAM_BASE, 1 << 20).unwrap());
         let stats = Arc::new(NisvStats::default());
         let dev = TestDevice::new(ram.clone(), stats.emulated.clone());
         let out = Sink::default();

@@ -22,14 +22,14 @@ use vm_memory::{GuestAddress, GuestMemoryBackend};
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::adapter::KvmNisvEmulator;
-use crate::adapter::kvm::{KvmRegs, MPIDR_EL1_ID, enable_nisv, injector, nisv_caps};
+use crate::adapter::kvm::{MPIDR_EL1_ID, enable_nisv, injector, nisv_caps};
 use crate::bus::Bus;
 use crate::cli::RunArgs;
 use crate::fdt::{FdtConfig, create_fdt};
 use crate::gic::{Frame, GicRegs, KvmVgicAttrs, create_vgic};
 use crate::layout::*;
 use crate::loader::{KernelKind, load_dtb, load_initrd, load_kernel};
-use crate::memory::Ram;
+use crate::memory;
 use crate::nisv::{NisvHandler, NisvStats};
 use crate::testdev::TestDevice;
 use crate::uart::{Uart, spawn_stdin_reader};
@@ -101,14 +101,14 @@ fn setup_vcpu(vm: &VmFd, index: u64, entry: u64, dtb: u64) -> Result<(VcpuFd, u6
     }
     vcpu.vcpu_init(&kvi)
         .map_err(|e| format!("KVM_ARM_VCPU_INIT {index}: {e}"))?;
-    let mut regs = KvmRegs(&vcpu);
     if index == 0 {
-        let set = |r: &mut KvmRegs<'_>, reg, v| r.set(reg, v).map_err(|e| e.to_string());
-        set(&mut regs, Reg::Pstate, BOOT_PSTATE)?;
-        set(&mut regs, Reg::Pc, entry)?;
-        set(&mut regs, Reg::X(0), dtb)?;
+        let mut regs = &vcpu;
+        let mut set = |reg, v| regs.set(reg, v).map_err(|e| e.to_string());
+        set(Reg::Pstate, BOOT_PSTATE)?;
+        set(Reg::Pc, entry)?;
+        set(Reg::X(0), dtb)?;
         for n in 1..=3 {
-            set(&mut regs, Reg::X(n), 0)?;
+            set(Reg::X(n), 0)?;
         }
     }
     let mut b = [0u8; 8];
@@ -161,11 +161,11 @@ pub fn run(args: &RunArgs) -> i32 {
     }
 
     // RAM: one memslot.
-    let ram = match Ram::new(RAM_BASE, args.mem) {
+    let ram = match memory::ram(RAM_BASE, args.mem) {
         Ok(r) => Arc::new(r),
         Err(e) => fail!("{e}"),
     };
-    let host = match ram.mem().get_host_address(GuestAddress(RAM_BASE)) {
+    let host = match ram.memory().get_host_address(GuestAddress(RAM_BASE)) {
         Ok(h) => h as u64,
         Err(e) => fail!("guest RAM has no host mapping: {e}"),
     };

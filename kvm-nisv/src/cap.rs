@@ -14,21 +14,31 @@
 //! * `KVM_CAP_ARM_INJECT_EXT_DABT` (178): `KVM_SET_VCPU_EVENTS` accepts
 //!   `exception.ext_dabt_pending`. Only probed; there is nothing to enable.
 //!
-//! The functions take any [`AsRawFd`], so they work with kvm-ioctls' `Kvm` and
-//! `VmFd` as well as with raw fds. (`kvm_ioctls::VmFd::enable_cap` does exist
-//! on aarch64 in kvm-ioctls 0.25.1, but there is no NISV helper;
-//! [`enable_nisv_to_user`] is that helper.)
+//! [`Cap`], [`Support`] and [`CapError`] are plain data. The calls:
+//!
+//! * with kvm-ioctls (feature `kvm-ioctls`): safe methods on its own types,
+//!   `kvm_ioctls::KvmNisvCaps` (`Kvm` and `VmFd`) and
+//!   `kvm_ioctls::VmFdNisvExt` (`VmFd`), which call kvm-ioctls'
+//!   `check_extension_raw` and `VmFd::enable_cap`;
+//! * on raw file descriptors (feature `kvm`): the `unsafe fn`s below, for
+//!   VMMs that do not use kvm-ioctls. They are unsafe because an ioctl
+//!   request number means something else to another driver: only a KVM fd of
+//!   the right kind makes the kernel read and write what the call expects.
 
-use std::fmt;
-use std::os::fd::AsRawFd;
+use core::fmt;
+#[cfg(feature = "kvm")]
+use std::os::fd::{AsFd, AsRawFd};
 
 use kvm_nisv_sys as sys;
 use thiserror::Error;
-use vmm_sys_util::errno;
+#[cfg(feature = "kvm")]
 use vmm_sys_util::ioctl::{ioctl_with_ref, ioctl_with_val};
+
+use crate::errno::Errno;
 
 /// The capabilities this crate deals with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 #[repr(u32)]
 pub enum Cap {
     /// `KVM_CAP_ARM_NISV_TO_USER`: report data aborts without a valid
@@ -79,6 +89,7 @@ impl fmt::Display for Cap {
 
 /// Errors of this module.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum CapError {
     /// `KVM_CHECK_EXTENSION` returned 0 for the capability.
     #[error(
@@ -99,46 +110,13 @@ pub enum CapError {
         cap: Cap,
         /// The errno.
         #[source]
-        source: errno::Error,
+        source: Errno,
     },
-}
-
-/// `KVM_CHECK_EXTENSION` for `cap` on a system (`/dev/kvm`) or VM fd.
-///
-/// Returns the kernel's value: 0 if absent, positive (1 for both NISV
-/// capabilities) if present. On a VM fd the answer can depend on the VM
-/// (recommended since Linux 4.x with `KVM_CAP_CHECK_EXTENSION_VM`).
-pub fn check_extension<F: AsRawFd + ?Sized>(fd: &F, cap: Cap) -> Result<i32, CapError> {
-    // SAFETY: KVM_CHECK_EXTENSION takes its argument by value and touches no
-    // memory of ours; a wrong fd only makes the kernel return an error.
-    let ret = unsafe {
-        ioctl_with_val(
-            &fd.as_raw_fd(),
-            sys::KVM_CHECK_EXTENSION(),
-            libc::c_ulong::from(cap.number()),
-        )
-    };
-    if ret < 0 {
-        return Err(CapError::Ioctl {
-            op: "KVM_CHECK_EXTENSION",
-            cap,
-            source: errno::Error::last(),
-        });
-    }
-    Ok(ret)
-}
-
-/// Fail with [`CapError::Missing`] unless `cap` is present on `fd`.
-pub fn require<F: AsRawFd + ?Sized>(fd: &F, cap: Cap) -> Result<(), CapError> {
-    if check_extension(fd, cap)? > 0 {
-        Ok(())
-    } else {
-        Err(CapError::Missing { cap })
-    }
 }
 
 /// Both capabilities at once.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Support {
     /// `KVM_CAP_ARM_NISV_TO_USER` is available (it still has to be enabled).
     pub nisv_to_user: bool,
@@ -147,63 +125,131 @@ pub struct Support {
 }
 
 impl Support {
-    /// Probe both capabilities on a system or VM fd.
-    pub fn probe<F: AsRawFd + ?Sized>(fd: &F) -> Result<Self, CapError> {
+    /// A result with the given answers (for tests and fakes; real values come
+    /// from probing the kernel).
+    pub const fn new(nisv_to_user: bool, inject_ext_dabt: bool) -> Self {
+        Support {
+            nisv_to_user,
+            inject_ext_dabt,
+        }
+    }
+
+    /// Build from a `KVM_CHECK_EXTENSION` function for one capability.
+    #[cfg(any(feature = "kvm", test))]
+    pub(crate) fn from_check<E>(mut check: impl FnMut(Cap) -> Result<i32, E>) -> Result<Self, E> {
         Ok(Support {
-            nisv_to_user: check_extension(fd, Cap::ArmNisvToUser)? > 0,
-            inject_ext_dabt: check_extension(fd, Cap::ArmInjectExtDabt)? > 0,
+            nisv_to_user: check(Cap::ArmNisvToUser)? > 0,
+            inject_ext_dabt: check(Cap::ArmInjectExtDabt)? > 0,
         })
     }
+
+    /// Probe both capabilities on a system (`/dev/kvm`) or VM fd.
+    ///
+    /// # Safety
+    ///
+    /// As for [`check_extension`]: `fd` must be a KVM system or VM fd.
+    #[cfg(feature = "kvm")]
+    pub unsafe fn probe<F: AsFd + ?Sized>(fd: &F) -> Result<Self, CapError> {
+        // SAFETY: the caller guarantees that `fd` is a KVM system or VM fd.
+        Self::from_check(|cap| unsafe { check_extension(fd, cap) })
+    }
+}
+
+/// Interpret the return value of `KVM_CHECK_EXTENSION` (negative: the
+/// current errno is the reason).
+#[cfg(feature = "kvm")]
+pub(crate) fn check_result(ret: i32, cap: Cap) -> Result<i32, CapError> {
+    if ret < 0 {
+        return Err(CapError::Ioctl {
+            op: "KVM_CHECK_EXTENSION",
+            cap,
+            source: Errno::last(),
+        });
+    }
+    Ok(ret)
+}
+
+/// `Ok` if `KVM_CHECK_EXTENSION` answered a positive value, else
+/// [`CapError::Missing`].
+#[cfg(feature = "kvm")]
+pub(crate) fn require_result(value: i32, cap: Cap) -> Result<(), CapError> {
+    if value > 0 {
+        Ok(())
+    } else {
+        Err(CapError::Missing { cap })
+    }
+}
+
+/// `KVM_CHECK_EXTENSION` for `cap` on a system (`/dev/kvm`) or VM fd.
+///
+/// Returns the kernel's value: 0 if absent, positive (1 for both NISV
+/// capabilities) if present. On a VM fd the answer can depend on the VM
+/// (recommended since Linux 4.x with `KVM_CAP_CHECK_EXTENSION_VM`).
+/// kvm-ioctls users call `kvm_ioctls::KvmNisvCaps::check_nisv_cap`.
+///
+/// # Safety
+///
+/// `fd` must be a KVM system fd (`/dev/kvm`) or a KVM VM fd. Another kind of
+/// fd could interpret the request number as a different ioctl.
+#[cfg(feature = "kvm")]
+pub unsafe fn check_extension<F: AsFd + ?Sized>(fd: &F, cap: Cap) -> Result<i32, CapError> {
+    // SAFETY: the caller guarantees a KVM system or VM fd, for which
+    // KVM_CHECK_EXTENSION takes its argument by value and touches no memory
+    // of ours.
+    let ret = unsafe {
+        ioctl_with_val(
+            &fd.as_fd().as_raw_fd(),
+            sys::KVM_CHECK_EXTENSION(),
+            libc::c_ulong::from(cap.number()),
+        )
+    };
+    check_result(ret, cap)
+}
+
+/// Fail with [`CapError::Missing`] unless `cap` is present on `fd`.
+///
+/// # Safety
+///
+/// As for [`check_extension`]: `fd` must be a KVM system or VM fd.
+#[cfg(feature = "kvm")]
+pub unsafe fn require<F: AsFd + ?Sized>(fd: &F, cap: Cap) -> Result<(), CapError> {
+    // SAFETY: forwarded from the caller.
+    require_result(unsafe { check_extension(fd, cap) }?, cap)
 }
 
 /// Enable `KVM_CAP_ARM_NISV_TO_USER` on a VM fd (`KVM_ENABLE_CAP`).
 ///
 /// Checks the capability first so that an old kernel gives
 /// [`CapError::Missing`] rather than a bare `EINVAL`. Enabling twice is
-/// harmless (the kernel sets a flag).
-pub fn enable_nisv_to_user<F: AsRawFd + ?Sized>(vm: &F) -> Result<(), CapError> {
+/// harmless (the kernel sets a flag). kvm-ioctls users call
+/// `kvm_ioctls::VmFdNisvExt::enable_nisv_to_user`.
+///
+/// # Safety
+///
+/// `vm` must be a KVM VM fd: the kernel then reads exactly one
+/// `struct kvm_enable_cap`. Another kind of fd could interpret the request
+/// number as a different ioctl.
+#[cfg(feature = "kvm")]
+pub unsafe fn enable_nisv_to_user<F: AsFd + ?Sized>(vm: &F) -> Result<(), CapError> {
     let cap = Cap::ArmNisvToUser;
-    require(vm, cap)?;
+    // SAFETY: forwarded from the caller (a VM fd answers KVM_CHECK_EXTENSION).
+    unsafe { require(vm, cap) }?;
     let arg = sys::kvm_enable_cap {
         cap: cap.number(),
         ..Default::default()
     };
-    // SAFETY: the kernel reads exactly size_of::<kvm_enable_cap>() bytes from
-    // `arg`, which lives for the duration of the call.
-    let ret = unsafe { ioctl_with_ref(&vm.as_raw_fd(), sys::KVM_ENABLE_CAP(), &arg) };
+    // SAFETY: the caller guarantees a KVM VM fd, for which the kernel reads
+    // exactly size_of::<kvm_enable_cap>() bytes from `arg`, which lives for
+    // the duration of the call.
+    let ret = unsafe { ioctl_with_ref(&vm.as_fd().as_raw_fd(), sys::KVM_ENABLE_CAP(), &arg) };
     if ret < 0 {
         return Err(CapError::Ioctl {
             op: "KVM_ENABLE_CAP",
             cap,
-            source: errno::Error::last(),
+            source: Errno::last(),
         });
     }
     Ok(())
-}
-
-/// Convenience methods on kvm-ioctls' `VmFd` (the free functions of this
-/// module work on any fd; these only save an import and a borrow).
-#[cfg(feature = "kvm-ioctls")]
-pub trait VmFdNisvExt {
-    /// [`Support::probe`] on this VM.
-    fn nisv_support(&self) -> Result<Support, CapError>;
-    /// [`enable_nisv_to_user`] on this VM.
-    fn enable_nisv_to_user(&self) -> Result<(), CapError>;
-    /// [`crate::inject::ExtDabtInjector::new`] on this VM.
-    fn ext_dabt_injector(&self) -> Result<crate::inject::ExtDabtInjector, CapError>;
-}
-
-#[cfg(feature = "kvm-ioctls")]
-impl VmFdNisvExt for kvm_ioctls::VmFd {
-    fn nisv_support(&self) -> Result<Support, CapError> {
-        Support::probe(self)
-    }
-    fn enable_nisv_to_user(&self) -> Result<(), CapError> {
-        enable_nisv_to_user(self)
-    }
-    fn ext_dabt_injector(&self) -> Result<crate::inject::ExtDabtInjector, CapError> {
-        crate::inject::ExtDabtInjector::new(self)
-    }
 }
 
 #[cfg(test)]
@@ -220,6 +266,7 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "kvm")]
     #[test]
     fn ioctl_numbers_match_the_kernel_headers() {
         // _IO(0xAE, 0x03), _IOW(0xAE, 0xa3, 104 bytes), _IOW(0xAE, 0xa0, 64),
@@ -248,21 +295,37 @@ mod tests {
         assert!(msg.contains("ext_dabt_pending"), "{msg}");
     }
 
+    #[cfg(feature = "kvm")]
     #[test]
     fn probing_a_non_kvm_fd_is_an_ioctl_error_not_a_panic() {
         let f = std::fs::File::open("/dev/null").unwrap();
-        let e = check_extension(&f, Cap::ArmNisvToUser).unwrap_err();
+        // SAFETY: deliberately not a KVM fd: /dev/null's driver rejects every
+        // ioctl with ENOTTY without touching memory.
+        let e = unsafe { check_extension(&f, Cap::ArmNisvToUser) }.unwrap_err();
         assert!(
             matches!(
                 e,
                 CapError::Ioctl {
                     op: "KVM_CHECK_EXTENSION",
+                    source,
                     ..
-                }
+                } if source.errno() == libc::ENOTTY
             ),
             "{e}"
         );
-        let e = enable_nisv_to_user(&f).unwrap_err();
+        // SAFETY: as above.
+        let e = unsafe { enable_nisv_to_user(&f) }.unwrap_err();
         assert!(matches!(e, CapError::Ioctl { .. }), "{e}");
+        // SAFETY: as above.
+        let e = unsafe { Support::probe(&f) }.unwrap_err();
+        assert!(matches!(e, CapError::Ioctl { .. }), "{e}");
+    }
+
+    #[test]
+    fn support_from_answers() {
+        let s = Support::from_check(|c| Ok::<_, ()>(i32::from(c == Cap::ArmNisvToUser)));
+        assert_eq!(s, Ok(Support::new(true, false)));
+        let e = Support::from_check(|_| Err::<i32, _>("no"));
+        assert_eq!(e, Err("no"));
     }
 }

@@ -25,7 +25,7 @@
 //! Field names follow the Arm ARM's ESR_ELx description, "ISS encoding for an
 //! exception from a Data Abort" (D24.2.40 in DDI 0487K).
 
-use std::fmt;
+use core::fmt;
 
 /// The ISS bits the kernel keeps in `kvm_run.arm_nisv.esr_iss`
 /// (`ESR_ELx_CM | ESR_ELx_WNR | ESR_ELx_FSC`).
@@ -36,6 +36,7 @@ pub const NISV_ISS_MASK: u64 = DataAbortIss::CM | DataAbortIss::WNR | DataAbortI
 /// `level` is the translation table level (-1 to 3; -1 only with FEAT_LPA2
 /// or FEAT_D128) at which the fault was found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Dfsc {
     /// Address size fault (0b0000LL, level -1: 0b101001).
     AddressSize {
@@ -351,7 +352,11 @@ impl DataAbortIss {
 }
 
 /// Exception classes of ESR_ELx.EC that matter here.
+///
+/// Classes without a variant of their own are [`ExceptionClass::Other`];
+/// later versions may name more of them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum ExceptionClass {
     /// 0x24: Data Abort from a lower Exception level.
     DataAbortLowerEl,

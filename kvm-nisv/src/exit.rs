@@ -19,15 +19,18 @@
 //! abort ([`crate::inject`]).
 //!
 //! kvm-ioctls (0.25) has no variant for this exit and reports it as
-//! `VcpuExit::Unsupported(28)`; [`NisvExit::from_vcpu`] reads the payload from
-//! the vCPU's mapped `kvm_run`. Without the capability the same abort makes
-//! `KVM_RUN` fail with `ENOSYS`; [`RunError::from_errno`] names the cause.
+//! `VcpuExit::Unsupported(28)`; `NisvExit::from_vcpu` (feature `kvm-ioctls`,
+//! in `kvm_ioctls`) reads the payload from the vCPU's mapped
+//! `kvm_run`. Without the capability the same abort makes `KVM_RUN` fail with
+//! `ENOSYS`; `RunError::from_errno` (feature `kvm`) names the cause.
 
-use std::fmt;
+use core::fmt;
 
+#[cfg(feature = "kvm")]
 use thiserror::Error;
-use vmm_sys_util::errno;
 
+#[cfg(feature = "kvm")]
+use crate::errno::Errno;
 use crate::esr::NisvIss;
 
 /// `KVM_EXIT_ARM_NISV`.
@@ -36,7 +39,7 @@ pub const KVM_EXIT_ARM_NISV: u32 = kvm_nisv_sys::KVM_EXIT_ARM_NISV;
 /// Read access to the parts of a `struct kvm_run` this module needs.
 ///
 /// Implemented for `kvm_nisv_sys::kvm_run` and for kvm-bindings' `kvm_run`
-/// (feature `kvm-ioctls`). Any other binding of the kernel's `struct kvm_run`
+/// (feature `kvm-ioctls`, in `kvm_ioctls`). Any other binding of the kernel's `struct kvm_run`
 /// can implement it.
 pub trait KvmRunView {
     /// `kvm_run.exit_reason`.
@@ -61,23 +64,12 @@ impl KvmRunView for kvm_nisv_sys::kvm_run {
     }
 }
 
-#[cfg(feature = "kvm-ioctls")]
-impl KvmRunView for kvm_bindings::kvm_run {
-    fn exit_reason(&self) -> u32 {
-        self.exit_reason
-    }
-
-    fn arm_nisv_raw(&self) -> (u64, u64) {
-        // SAFETY: `arm_nisv` is a member of the exit union made of two u64s;
-        // every bit pattern is a valid value, so reading it cannot be UB even
-        // when another member was written last.
-        let n = unsafe { self.__bindgen_anon_1.arm_nisv };
-        (n.esr_iss, n.fault_ipa)
-    }
-}
-
 /// A parsed `KVM_EXIT_ARM_NISV` exit.
+///
+/// Built by [`NisvExit::from_kvm_run`], `NisvExit::from_vcpu` (kvm-ioctls) or
+/// [`NisvExit::new`].
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct NisvExit {
     /// The syndrome bits the kernel passes.
     pub iss: NisvIss,
@@ -101,13 +93,6 @@ impl NisvExit {
         }
         let (esr_iss, fault_ipa) = run.arm_nisv_raw();
         Some(Self::new(esr_iss, fault_ipa))
-    }
-
-    /// The exit from a kvm-ioctls vCPU whose `run()` just returned
-    /// `VcpuExit::Unsupported(28)` (reads the mapped `kvm_run`).
-    #[cfg(feature = "kvm-ioctls")]
-    pub fn from_vcpu(vcpu: &mut kvm_ioctls::VcpuFd) -> Option<Self> {
-        Self::from_kvm_run(vcpu.get_kvm_run())
     }
 
     /// Whether the access was a write (WnR).
@@ -136,7 +121,9 @@ impl fmt::Display for NisvExit {
 }
 
 /// A `KVM_RUN` failure, with the NISV case explained.
+#[cfg(feature = "kvm")]
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum RunError {
     /// `ENOSYS`: on arm64 this is what `io_mem_abort()` returns for a data
     /// abort outside guest RAM without a valid syndrome when the VM has not
@@ -146,28 +133,36 @@ pub enum RunError {
         "KVM_RUN failed with ENOSYS: the guest accessed an address outside guest RAM with an \
          instruction KVM cannot decode (data abort without a valid instruction syndrome, e.g. a \
          load/store with writeback or a load/store pair), and KVM_CAP_ARM_NISV_TO_USER (177, \
-         Linux 5.5+) is not enabled on this VM; enable it (kvm_nisv::cap::enable_nisv_to_user) \
+         Linux 5.5+) is not enabled on this VM; enable it (kvm_nisv::kvm_ioctls::VmFdNisvExt::enable_nisv_to_user) \
          to receive KVM_EXIT_ARM_NISV and emulate the access"
     )]
     NisvNotEnabled,
     /// Any other errno.
-    #[error("KVM_RUN failed: {0}")]
-    Other(#[source] errno::Error),
+    #[error("KVM_RUN failed: {source}")]
+    Other {
+        /// The errno of `KVM_RUN`.
+        #[source]
+        source: Errno,
+    },
 }
 
+#[cfg(feature = "kvm")]
 impl RunError {
-    /// Classify the errno of a failed `KVM_RUN`.
-    pub fn from_errno(e: errno::Error) -> Self {
+    /// Classify the errno of a failed `KVM_RUN` (kvm-ioctls' `VcpuFd::run`
+    /// error, or [`Errno`]).
+    pub fn from_errno(e: impl Into<Errno>) -> Self {
+        let e = e.into();
         if e.errno() == libc::ENOSYS {
             RunError::NisvNotEnabled
         } else {
-            RunError::Other(e)
+            RunError::Other { source: e }
         }
     }
 }
 
-impl From<errno::Error> for RunError {
-    fn from(e: errno::Error) -> Self {
+#[cfg(feature = "kvm")]
+impl From<vmm_sys_util::errno::Error> for RunError {
+    fn from(e: vmm_sys_util::errno::Error) -> Self {
         Self::from_errno(e)
     }
 }
@@ -202,27 +197,6 @@ mod tests {
         assert_eq!(NisvExit::from_kvm_run(&FakeRun(0, 0, 0)), None);
     }
 
-    #[cfg(feature = "kvm-ioctls")]
-    #[test]
-    fn parses_a_hand_built_kvm_bindings_kvm_run() {
-        let mut run = kvm_bindings::kvm_run {
-            exit_reason: 28,
-            ..Default::default()
-        };
-        run.__bindgen_anon_1.arm_nisv.esr_iss = 0x5;
-        run.__bindgen_anon_1.arm_nisv.fault_ipa = 0x1000_0000;
-        let e = NisvExit::from_kvm_run(&run).unwrap();
-        assert!(!e.is_write());
-        assert_eq!(e.fault_ipa, 0x1000_0000);
-        // The payload sits at offset 32 of kvm_run, after the 32-byte header,
-        // as in the kernel's struct (union at offset 32).
-        let base = std::ptr::addr_of!(run) as usize;
-        let field = std::ptr::addr_of!(run.__bindgen_anon_1.arm_nisv) as usize;
-        assert_eq!(field - base, 32);
-        run.exit_reason = 6; // KVM_EXIT_MMIO
-        assert_eq!(NisvExit::from_kvm_run(&run), None);
-    }
-
     #[test]
     fn parses_a_hand_built_sys_kvm_run() {
         let mut run = kvm_nisv_sys::kvm_run {
@@ -239,8 +213,10 @@ mod tests {
         assert_eq!(NisvExit::from_kvm_run(&run), None);
     }
 
+    #[cfg(feature = "kvm")]
     #[test]
     fn enosys_is_explained() {
+        use vmm_sys_util::errno;
         let e = RunError::from_errno(errno::Error::new(libc::ENOSYS));
         assert!(matches!(e, RunError::NisvNotEnabled));
         let msg = e.to_string();
@@ -248,7 +224,7 @@ mod tests {
         assert!(msg.contains("ENOSYS"), "{msg}");
         assert!(msg.contains("Linux 5.5"), "{msg}");
         let e = RunError::from(errno::Error::new(libc::EINTR));
-        assert!(matches!(e, RunError::Other(_)));
+        assert!(matches!(e, RunError::Other { source } if source.errno() == libc::EINTR));
         assert!(e.to_string().starts_with("KVM_RUN failed: "), "{e}");
     }
 }

@@ -16,69 +16,79 @@
 //! VBAR_EL1 + 0x200 (current EL, SP_ELx) or + 0x400 (from EL0) with ELR_EL1
 //! pointing at the faulting instruction.
 //!
-//! The capability cannot be checked on a vCPU fd, so [`ExtDabtInjector`] is
-//! created from a VM (or `/dev/kvm`) fd once and then used on vCPU fds.
+//! The capability cannot be checked on a vCPU fd, so it is checked once on a
+//! VM (or `/dev/kvm`) fd and then the injection is made on vCPU fds:
+//!
+//! * with kvm-ioctls (feature `kvm-ioctls`):
+//!   `kvm_ioctls::ExtDabtInjector`, created from a `Kvm` or `VmFd`,
+//!   injects through kvm-ioctls' `VcpuFd::set_vcpu_events`;
+//! * on raw file descriptors (feature `kvm`): `inject_ext_dabt`, an
+//!   `unsafe fn` whose contract is that the fd is a KVM vCPU fd.
 
-use std::os::fd::AsRawFd;
+#[cfg(feature = "kvm")]
+use std::os::fd::{AsFd, AsRawFd};
 
 use thiserror::Error;
-use vmm_sys_util::errno;
+#[cfg(feature = "kvm")]
 use vmm_sys_util::ioctl::ioctl_with_ref;
 
-use crate::cap::{self, Cap, CapError};
+use crate::cap::CapError;
+use crate::errno::Errno;
 use kvm_nisv_sys as sys;
 
 /// Errors from abort injection.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum InjectError {
     /// The capability is missing (or could not be probed).
     #[error(transparent)]
     Cap(#[from] CapError),
     /// `KVM_SET_VCPU_EVENTS` failed.
-    #[error("KVM_SET_VCPU_EVENTS (ext_dabt_pending) failed: {0}")]
-    SetVcpuEvents(#[source] errno::Error),
+    #[error("KVM_SET_VCPU_EVENTS (ext_dabt_pending) failed: {source}")]
+    SetVcpuEvents {
+        /// The errno the kernel returned.
+        #[source]
+        source: Errno,
+    },
 }
 
-/// Proof that the kernel supports `KVM_CAP_ARM_INJECT_EXT_DABT`; injects
-/// external data aborts into vCPUs.
-#[derive(Clone, Copy, Debug)]
-pub struct ExtDabtInjector {
-    _checked: (),
+/// The `KVM_SET_VCPU_EVENTS` argument that makes an external data abort
+/// pending: everything zero except `exception.ext_dabt_pending = 1`.
+pub fn ext_dabt_events() -> sys::kvm_vcpu_events {
+    let mut events = sys::kvm_vcpu_events::default();
+    events.exception.ext_dabt_pending = 1;
+    events
 }
 
-impl ExtDabtInjector {
-    /// Check the capability on a VM fd (or the `/dev/kvm` fd).
-    ///
-    /// Fails with [`CapError::Missing`] naming `KVM_CAP_ARM_INJECT_EXT_DABT`
-    /// and Linux 5.5 if the kernel lacks it.
-    pub fn new<F: AsRawFd + ?Sized>(vm: &F) -> Result<Self, CapError> {
-        cap::require(vm, Cap::ArmInjectExtDabt)?;
-        Ok(ExtDabtInjector { _checked: () })
+/// Make an external data abort pending on `vcpu`: the guest takes it on the
+/// next `KVM_RUN`. Check `KVM_CAP_ARM_INJECT_EXT_DABT` first
+/// (`cap::require`); without it the kernel ignores the field on
+/// some versions and fails on others.
+///
+/// # Safety
+///
+/// `vcpu` must be a KVM vCPU fd: the kernel then reads exactly one
+/// `struct kvm_vcpu_events` (64 bytes). Another kind of fd could interpret
+/// the request number as a different ioctl.
+#[cfg(feature = "kvm")]
+pub unsafe fn inject_ext_dabt<V: AsFd + ?Sized>(vcpu: &V) -> Result<(), InjectError> {
+    let events = ext_dabt_events();
+    // SAFETY: the caller guarantees a KVM vCPU fd, for which the kernel reads
+    // exactly size_of::<kvm_vcpu_events>() (64) bytes from `events`, which
+    // outlives the call.
+    let ret = unsafe {
+        ioctl_with_ref(
+            &vcpu.as_fd().as_raw_fd(),
+            sys::KVM_SET_VCPU_EVENTS(),
+            &events,
+        )
+    };
+    if ret < 0 {
+        return Err(InjectError::SetVcpuEvents {
+            source: Errno::last(),
+        });
     }
-
-    /// Make an external data abort pending on `vcpu` (a vCPU fd, e.g. a
-    /// kvm-ioctls `VcpuFd`). The guest takes it on the next `KVM_RUN`.
-    pub fn inject<V: AsRawFd + ?Sized>(&self, vcpu: &V) -> Result<(), InjectError> {
-        let mut events = sys::kvm_vcpu_events::default();
-        events.exception.ext_dabt_pending = 1;
-        // SAFETY: the kernel reads exactly size_of::<kvm_vcpu_events>() (64)
-        // bytes from `events`, which outlives the call.
-        let ret = unsafe { ioctl_with_ref(&vcpu.as_raw_fd(), sys::KVM_SET_VCPU_EVENTS(), &events) };
-        if ret < 0 {
-            return Err(InjectError::SetVcpuEvents(errno::Error::last()));
-        }
-        Ok(())
-    }
-}
-
-/// Check the capability on `vm` and inject an external data abort into
-/// `vcpu` (one extra `KVM_CHECK_EXTENSION` per call; keep an
-/// [`ExtDabtInjector`] to avoid it).
-pub fn inject_ext_dabt<F: AsRawFd + ?Sized, V: AsRawFd + ?Sized>(
-    vm: &F,
-    vcpu: &V,
-) -> Result<(), InjectError> {
-    ExtDabtInjector::new(vm)?.inject(vcpu)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -87,26 +97,26 @@ mod tests {
 
     #[test]
     fn event_layout_puts_ext_dabt_pending_at_byte_2() {
-        let mut ev = sys::kvm_vcpu_events::default();
-        ev.exception.ext_dabt_pending = 1;
+        let ev = ext_dabt_events();
         // SAFETY: kvm_vcpu_events is plain repr(C) data without padding
         // bytes (the explicit pad fields cover the holes), 64 bytes long.
-        let bytes: [u8; 64] = unsafe { std::mem::transmute(ev) };
+        let bytes: [u8; 64] = unsafe { core::mem::transmute(ev) };
         let mut expect = [0u8; 64];
         expect[2] = 1;
         assert_eq!(bytes, expect);
     }
 
+    #[cfg(feature = "kvm")]
     #[test]
     fn errors_on_non_kvm_fds() {
         let f = std::fs::File::open("/dev/null").unwrap();
-        let e = ExtDabtInjector::new(&f).unwrap_err();
-        assert!(matches!(e, CapError::Ioctl { .. }), "{e}");
-        let e = inject_ext_dabt(&f, &f).unwrap_err();
-        assert!(e.to_string().contains("KVM_CAP_ARM_INJECT_EXT_DABT"), "{e}");
-        // The vCPU ioctl itself fails cleanly on a non-vCPU fd.
-        let inj = ExtDabtInjector { _checked: () };
-        let e = inj.inject(&f).unwrap_err();
-        assert!(matches!(e, InjectError::SetVcpuEvents(_)), "{e}");
+        // SAFETY: deliberately not a vCPU fd: /dev/null's driver rejects
+        // every ioctl with ENOTTY without touching memory.
+        let e = unsafe { inject_ext_dabt(&f) }.unwrap_err();
+        assert!(
+            matches!(e, InjectError::SetVcpuEvents { source } if source.errno() == libc::ENOTTY),
+            "{e}"
+        );
+        assert!(e.to_string().contains("KVM_SET_VCPU_EVENTS"), "{e}");
     }
 }

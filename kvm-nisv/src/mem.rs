@@ -7,11 +7,21 @@
 //! "physical" address). Guest RAM is memory the VMM mapped into memslots; the
 //! MMIO bus is whatever the VMM emulates in userspace. Every access is checked:
 //! an address outside RAM is an error, never an out-of-bounds host access.
+//!
+//! Implementations: [`VecRam`] and [`VecBus`] (in memory, for tests, fuzzing
+//! and examples) and, with the `vm-memory` feature,
+//! `vm_memory::GuestMemoryRam` for rust-vmm's guest memory types.
+
+use alloc::collections::BTreeMap;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::cell::RefCell;
 
 use thiserror::Error;
 
 /// Why a guest RAM access failed.
 #[derive(Clone, Copy, Debug, Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum MemError {
     /// Some byte of `[ipa, ipa + len)` is not guest RAM.
     #[error("IPA range {ipa:#x}+{len:#x} is not guest RAM")]
@@ -25,6 +35,7 @@ pub enum MemError {
 
 /// Why an MMIO bus access failed.
 #[derive(Clone, Copy, Debug, Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum BusError {
     /// No device claims this address.
     #[error("no device at IPA {ipa:#x} (access of {len} bytes)")]
@@ -98,12 +109,10 @@ pub trait MmioBus {
     ///
     /// The emulator asks this for every target of an instruction before it
     /// makes any access, so that an instruction whose target has no device
-    /// leaves the guest unchanged. The default says yes (the bus is then only
-    /// checked when the access is made); implementations should override it.
-    fn contains(&self, ipa: u64, len: usize) -> bool {
-        let _ = (ipa, len);
-        true
-    }
+    /// leaves the guest unchanged. It must agree with [`MmioBus::read`] and
+    /// [`MmioBus::write`]: an access inside a range reported here must not
+    /// fail with [`BusError::NoDevice`].
+    fn contains(&self, ipa: u64, len: usize) -> bool;
 }
 
 impl<T: MmioBus + ?Sized> MmioBus for &mut T {
@@ -122,7 +131,7 @@ impl<T: MmioBus + ?Sized> MmioBus for &mut T {
 /// tests, fuzzing and reference models.
 #[derive(Clone, Debug, Default)]
 pub struct VecRam {
-    regions: Vec<(u64, std::cell::RefCell<Vec<u8>>)>,
+    regions: Vec<(u64, RefCell<Vec<u8>>)>,
     /// Regions the guest may only read (like `KVM_MEM_READONLY` memslots).
     read_only: Vec<(u64, u64)>,
 }
@@ -145,8 +154,7 @@ impl VecRam {
         }) {
             return false;
         }
-        self.regions
-            .push((ipa, std::cell::RefCell::new(vec![0; len])));
+        self.regions.push((ipa, RefCell::new(vec![0; len])));
         true
     }
 
@@ -199,6 +207,165 @@ impl GuestRam for VecRam {
     }
 }
 
+/// One access to a [`VecBus`], as logged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct BusAccess {
+    /// First byte.
+    pub ipa: u64,
+    /// Length in bytes.
+    pub len: usize,
+    /// A write (else a read).
+    pub write: bool,
+}
+
+impl BusAccess {
+    /// A read of `len` bytes at `ipa`.
+    pub const fn read(ipa: u64, len: usize) -> Self {
+        BusAccess {
+            ipa,
+            len,
+            write: false,
+        }
+    }
+
+    /// A write of `len` bytes at `ipa`.
+    pub const fn write(ipa: u64, len: usize) -> Self {
+        BusAccess {
+            ipa,
+            len,
+            write: true,
+        }
+    }
+}
+
+/// An MMIO bus of device windows backed by byte vectors, with a log of every
+/// access: the [`MmioBus`] for host tests, fuzzing and examples.
+///
+/// A window is plain memory: a read returns its bytes, a write stores them.
+/// An access must lie inside one window (adjacent windows are separate
+/// devices); anything else fails with [`BusError::NoDevice`]. Every
+/// attempted access is logged, also failed ones.
+///
+/// ```
+/// use kvm_nisv::mem::{BusAccess, MmioBus, VecBus};
+///
+/// let mut bus = VecBus::new();
+/// assert!(bus.add_window(0x900_0000, vec![0; 0x1000]));
+/// bus.write(0x900_0008, &[1, 2]).unwrap();
+/// let mut b = [0; 4];
+/// bus.read(0x900_0006, &mut b).unwrap();
+/// assert_eq!(b, [0, 0, 1, 2]);
+/// assert!(bus.read(0x900_0ffe, &mut b).is_err()); // crosses the window end
+/// assert_eq!(bus.window(0x900_0000).unwrap()[8..10], [1, 2]);
+/// assert_eq!(
+///     bus.log(),
+///     [
+///         BusAccess::write(0x900_0008, 2),
+///         BusAccess::read(0x900_0006, 4),
+///         BusAccess::read(0x900_0ffe, 4),
+///     ]
+/// );
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VecBus {
+    /// Windows by base address.
+    windows: BTreeMap<u64, Vec<u8>>,
+    log: Vec<BusAccess>,
+}
+
+impl VecBus {
+    /// A bus without windows.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Add a window at `base` holding `bytes` (its initial contents; the
+    /// window is `bytes.len()` long). Returns `false` (and adds nothing) if
+    /// it is empty, would overlap an existing window or wrap the address
+    /// space.
+    pub fn add_window(&mut self, base: u64, bytes: Vec<u8>) -> bool {
+        let Some(end) = u64::try_from(bytes.len())
+            .ok()
+            .and_then(|l| base.checked_add(l))
+        else {
+            return false;
+        };
+        if bytes.is_empty() || self.overlaps(base, end) {
+            return false;
+        }
+        self.windows.insert(base, bytes);
+        true
+    }
+
+    fn overlaps(&self, base: u64, end: u64) -> bool {
+        // The last window starting below `end` is the only one that can
+        // reach into [base, end) (windows do not overlap each other).
+        self.windows
+            .range(..end)
+            .next_back()
+            .is_some_and(|(b, w)| b + w.len() as u64 > base)
+    }
+
+    /// The contents of the window starting at `base`.
+    pub fn window(&self, base: u64) -> Option<&[u8]> {
+        self.windows.get(&base).map(Vec::as_slice)
+    }
+
+    /// The contents of the window starting at `base`, mutable (the guest
+    /// does not see this as an access; it is not logged).
+    pub fn window_mut(&mut self, base: u64) -> Option<&mut [u8]> {
+        self.windows.get_mut(&base).map(Vec::as_mut_slice)
+    }
+
+    /// Every access so far, in order.
+    pub fn log(&self) -> &[BusAccess] {
+        &self.log
+    }
+
+    /// Forget the accesses logged so far.
+    pub fn clear_log(&mut self) {
+        self.log.clear();
+    }
+
+    /// The window holding all of `[ipa, ipa + len)`: its base and the offset
+    /// of `ipa` in it.
+    fn locate(&self, ipa: u64, len: usize) -> Option<(u64, usize)> {
+        let end = ipa.checked_add(u64::try_from(len).ok()?)?;
+        let (&base, w) = self.windows.range(..=ipa).next_back()?;
+        let off = usize::try_from(ipa - base).ok()?;
+        (end - base <= w.len() as u64).then_some((base, off))
+    }
+
+    fn bytes(&mut self, ipa: u64, len: usize) -> Result<&mut [u8], BusError> {
+        let (base, off) = self
+            .locate(ipa, len)
+            .ok_or(BusError::NoDevice { ipa, len })?;
+        self.windows
+            .get_mut(&base)
+            .and_then(|w| w.get_mut(off..off + len))
+            .ok_or(BusError::NoDevice { ipa, len })
+    }
+}
+
+impl MmioBus for VecBus {
+    fn read(&mut self, ipa: u64, data: &mut [u8]) -> Result<(), BusError> {
+        self.log.push(BusAccess::read(ipa, data.len()));
+        data.copy_from_slice(self.bytes(ipa, data.len())?);
+        Ok(())
+    }
+
+    fn write(&mut self, ipa: u64, data: &[u8]) -> Result<(), BusError> {
+        self.log.push(BusAccess::write(ipa, data.len()));
+        self.bytes(ipa, data.len())?.copy_from_slice(data);
+        Ok(())
+    }
+
+    fn contains(&self, ipa: u64, len: usize) -> bool {
+        self.locate(ipa, len).is_some()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,5 +390,69 @@ mod tests {
         assert!(ram.read(u64::MAX - 2, &mut b).is_err());
         assert!(!ram.is_ram(0x0fff, 2));
         assert!(ram.is_ram(0x1000, 0x1000));
+    }
+
+    #[test]
+    fn vec_bus_windows_and_log() {
+        let mut bus = VecBus::new();
+        assert!(bus.add_window(0x1000, vec![0xaa; 0x10]));
+        assert!(bus.add_window(0x1010, vec![0xbb; 0x10]), "adjacent is fine");
+        assert!(
+            !bus.add_window(0x100f, vec![0; 1]),
+            "overlap must be refused"
+        );
+        assert!(!bus.add_window(0x0ff8, vec![0; 0x9]), "overlap from below");
+        assert!(!bus.add_window(0x2000, Vec::new()), "empty");
+        assert!(!bus.add_window(u64::MAX - 7, vec![0; 8]), "wrap");
+        assert!(bus.add_window(u64::MAX - 8, vec![0; 8]), "up to the top");
+        assert!(bus.contains(0x1000, 0x10));
+        assert!(
+            !bus.contains(0x1008, 0x10),
+            "an access spans one window only"
+        );
+        assert!(!bus.contains(0xfff, 1));
+        assert!(!bus.contains(u64::MAX - 1, 2));
+        assert!(bus.contains(u64::MAX - 1, 1));
+        assert!(!bus.contains(u64::MAX, 1));
+        bus.write(0x100e, &[1, 2]).unwrap();
+        let mut b = [0u8; 4];
+        bus.read(0x100c, &mut b).unwrap();
+        assert_eq!(b, [0xaa, 0xaa, 1, 2]);
+        assert_eq!(
+            bus.write(0x100f, &[0; 2]),
+            Err(BusError::NoDevice {
+                ipa: 0x100f,
+                len: 2
+            })
+        );
+        assert_eq!(bus.window(0x1010), Some(&[0xbb; 0x10][..]), "untouched");
+        assert_eq!(
+            bus.read(0x0, &mut b),
+            Err(BusError::NoDevice { ipa: 0, len: 4 })
+        );
+        assert_eq!(
+            bus.log(),
+            [
+                BusAccess::write(0x100e, 2),
+                BusAccess::read(0x100c, 4),
+                BusAccess::write(0x100f, 2),
+                BusAccess::read(0, 4),
+            ]
+        );
+        bus.window_mut(0x1010).unwrap()[0] = 7;
+        bus.clear_log();
+        bus.read(0x1010, &mut b[..1]).unwrap();
+        assert_eq!(b[0], 7);
+        assert_eq!(bus.log(), [BusAccess::read(0x1010, 1)]);
+        assert_eq!(bus.window(0x1011), None);
+    }
+
+    #[test]
+    fn writable_defaults_to_ram() {
+        let mut ram = VecRam::new();
+        assert!(ram.add_region(0x1000, 0x1000));
+        assert!(ram.is_writable(0x1000, 8));
+        assert!(!ram.is_writable(0x1ffc, 8));
+        assert!(GuestRam::is_writable(&&ram, 0x1000, 0x1000), "through &T");
     }
 }

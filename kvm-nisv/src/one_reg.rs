@@ -1,7 +1,8 @@
 // Copyright 2026 The kvm-nisv Authors.
 // SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
 
-//! [`crate::regs::VcpuRegs`] over KVM_GET_ONE_REG / KVM_SET_ONE_REG.
+//! Register ids for KVM_GET_ONE_REG / KVM_SET_ONE_REG, and
+//! [`crate::regs::VcpuRegs`] over those ioctls.
 //!
 //! Register ids follow `Documentation/virt/kvm/api.rst` ("ARM64 registers are
 //! mapped using the lower 32 bits..."):
@@ -21,14 +22,27 @@
 //! Values are transferred in host byte order (the kernel copies the register
 //! bytes); a V register's lane 0 is in the low bits of the `u128`.
 //! Each get/set is one system call.
+//!
+//! The id computation is pure and portable. The backends: kvm-ioctls'
+//! `VcpuFd` (feature `kvm-ioctls`, in `kvm_ioctls`, through its
+//! `get_one_reg`/`set_one_reg`) and `RawVcpuFd` (feature `kvm`) for VMMs
+//! without kvm-ioctls.
 
-use std::mem::offset_of;
-use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use alloc::format;
+#[cfg(any(feature = "kvm", test))]
+use alloc::string::String;
+use core::mem::offset_of;
+#[cfg(feature = "kvm")]
+use std::os::fd::{AsRawFd, BorrowedFd};
 
-use vmm_sys_util::errno;
+#[cfg(feature = "kvm")]
 use vmm_sys_util::ioctl::ioctl_with_ref;
 
-use crate::regs::{Reg, RegError, SysReg, VcpuRegs};
+#[cfg(any(feature = "kvm", test))]
+use crate::errno::Errno;
+#[cfg(feature = "kvm")]
+use crate::regs::VcpuRegs;
+use crate::regs::{Reg, RegError, SysReg};
 use kvm_nisv_sys::{self as sys, kvm_regs, user_fpsimd_state, user_pt_regs};
 
 /// Id of a [`SysReg`] (`ARM64_SYS_REG(op0, op1, CRn, CRm, op2)`).
@@ -40,7 +54,7 @@ pub fn sysreg_id(r: SysReg) -> Result<u64, RegError> {
 
 /// The core register id of the `size`-byte field at byte `offset` of
 /// `struct kvm_regs` (the -sys crate validates it like the kernel does).
-fn core(offset: usize, size: usize, reg: &dyn std::fmt::Debug) -> Result<u64, RegError> {
+fn core(offset: usize, size: usize, reg: &dyn core::fmt::Debug) -> Result<u64, RegError> {
     sys::kvm_core_reg_id(offset, size).ok_or_else(|| RegError::Invalid(format!("{reg:?}")))
 }
 
@@ -84,14 +98,10 @@ pub fn vreg_id(n: u8) -> Result<u64, RegError> {
     )
 }
 
-fn one_reg(
-    fd: RawFd,
-    set: bool,
-    id: u64,
-    buf: &mut [u8],
-    name: &dyn Fn() -> String,
-) -> Result<(), RegError> {
-    // The register size is encoded in the id; the buffer must hold it.
+/// Check that `buf` holds the register `id` names (the size is encoded in
+/// the id).
+#[cfg(any(feature = "kvm", test))]
+fn check_buffer(id: u64, buf: &[u8], name: &dyn Fn() -> String) -> Result<(), RegError> {
     let size = sys::kvm_reg_size_bytes(id);
     if buf.len() < size {
         return Err(RegError::Invalid(format!(
@@ -100,95 +110,136 @@ fn one_reg(
             buf.len()
         )));
     }
-    let arg = sys::kvm_one_reg {
-        id,
-        addr: buf.as_mut_ptr() as u64,
-    };
-    let (req, op) = if set {
-        (sys::KVM_SET_ONE_REG(), "KVM_SET_ONE_REG")
-    } else {
-        (sys::KVM_GET_ONE_REG(), "KVM_GET_ONE_REG")
-    };
-    // SAFETY: the kernel reads the 16-byte `kvm_one_reg` and then reads or
-    // writes exactly `size` bytes (encoded in `id`) at `addr`, which points
-    // into `buf`, checked above to be at least that long and alive and
-    // exclusively borrowed for the duration of the call.
-    let ret = unsafe { ioctl_with_ref(&fd, req, &arg) };
-    if ret < 0 {
-        return Err(RegError::Ioctl {
-            op,
-            reg: name(),
-            id,
-            source: errno::Error::last(),
-        });
-    }
     Ok(())
 }
 
-fn get64(fd: RawFd, reg: Reg) -> Result<u64, RegError> {
+/// One `KVM_GET_ONE_REG` (`set` false) or `KVM_SET_ONE_REG` (`set` true)
+/// through `ioctl(id, buf)`, which transfers the register's bytes from or to
+/// `buf`; its errno becomes [`RegError::Ioctl`] naming the register.
+#[cfg(any(feature = "kvm", test))]
+fn transfer(
+    set: bool,
+    id: u64,
+    buf: &mut [u8],
+    name: &dyn Fn() -> String,
+    ioctl: impl FnOnce(u64, &mut [u8]) -> Result<(), Errno>,
+) -> Result<(), RegError> {
+    check_buffer(id, buf, name)?;
+    ioctl(id, buf).map_err(|source| RegError::Ioctl {
+        op: if set {
+            "KVM_SET_ONE_REG"
+        } else {
+            "KVM_GET_ONE_REG"
+        },
+        reg: name(),
+        id,
+        source,
+    })
+}
+
+/// Read 64-bit `reg` with a `KVM_GET_ONE_REG` implementation.
+#[cfg(any(feature = "kvm", test))]
+pub(crate) fn get64_with(
+    reg: Reg,
+    ioctl: impl FnOnce(u64, &mut [u8]) -> Result<(), Errno>,
+) -> Result<u64, RegError> {
     let mut b = [0u8; 8];
-    one_reg(fd, false, reg_id(reg)?, &mut b, &|| format!("{reg:?}"))?;
+    transfer(false, reg_id(reg)?, &mut b, &|| format!("{reg:?}"), ioctl)?;
     Ok(u64::from_ne_bytes(b))
 }
 
-fn set64(fd: RawFd, reg: Reg, value: u64) -> Result<(), RegError> {
+/// Write 64-bit `reg` with a `KVM_SET_ONE_REG` implementation.
+#[cfg(any(feature = "kvm", test))]
+pub(crate) fn set64_with(
+    reg: Reg,
+    value: u64,
+    ioctl: impl FnOnce(u64, &mut [u8]) -> Result<(), Errno>,
+) -> Result<(), RegError> {
     let mut b = value.to_ne_bytes();
-    one_reg(fd, true, reg_id(reg)?, &mut b, &|| format!("{reg:?}"))
+    transfer(true, reg_id(reg)?, &mut b, &|| format!("{reg:?}"), ioctl)
 }
 
-fn get128(fd: RawFd, n: u8) -> Result<u128, RegError> {
+/// Read Vn with a `KVM_GET_ONE_REG` implementation.
+#[cfg(any(feature = "kvm", test))]
+pub(crate) fn get128_with(
+    n: u8,
+    ioctl: impl FnOnce(u64, &mut [u8]) -> Result<(), Errno>,
+) -> Result<u128, RegError> {
     let mut b = [0u8; 16];
-    one_reg(fd, false, vreg_id(n)?, &mut b, &|| format!("V{n}"))?;
+    transfer(false, vreg_id(n)?, &mut b, &|| format!("V{n}"), ioctl)?;
     Ok(u128::from_ne_bytes(b))
 }
 
-fn set128(fd: RawFd, n: u8, value: u128) -> Result<(), RegError> {
+/// Write Vn with a `KVM_SET_ONE_REG` implementation.
+#[cfg(any(feature = "kvm", test))]
+pub(crate) fn set128_with(
+    n: u8,
+    value: u128,
+    ioctl: impl FnOnce(u64, &mut [u8]) -> Result<(), Errno>,
+) -> Result<(), RegError> {
     let mut b = value.to_ne_bytes();
-    one_reg(fd, true, vreg_id(n)?, &mut b, &|| format!("V{n}"))
+    transfer(true, vreg_id(n)?, &mut b, &|| format!("V{n}"), ioctl)
 }
 
-/// [`VcpuRegs`] over any vCPU file descriptor (for VMMs that do not use
-/// kvm-ioctls).
+/// [`VcpuRegs`] over a raw vCPU file descriptor, for VMMs that do not use
+/// kvm-ioctls (kvm-ioctls' `VcpuFd` implements [`VcpuRegs`] itself).
+#[cfg(feature = "kvm")]
 #[derive(Clone, Copy, Debug)]
 pub struct RawVcpuFd<'fd> {
     fd: BorrowedFd<'fd>,
 }
 
+#[cfg(feature = "kvm")]
 impl<'fd> RawVcpuFd<'fd> {
     /// Wrap a borrowed vCPU fd.
-    pub fn new(fd: BorrowedFd<'fd>) -> Self {
+    ///
+    /// # Safety
+    ///
+    /// `fd` must be a KVM vCPU fd: every register access issues
+    /// `KVM_GET_ONE_REG`/`KVM_SET_ONE_REG` on it, for which the kernel reads
+    /// one `struct kvm_one_reg` and transfers the register's bytes from or to
+    /// a buffer of exactly that size. Another kind of fd could interpret the
+    /// request numbers as different ioctls.
+    pub unsafe fn new(fd: BorrowedFd<'fd>) -> Self {
         RawVcpuFd { fd }
     }
+
+    fn ioctl(&self, set: bool, id: u64, buf: &mut [u8]) -> Result<(), Errno> {
+        let arg = sys::kvm_one_reg {
+            id,
+            addr: buf.as_mut_ptr() as u64,
+        };
+        let req = if set {
+            sys::KVM_SET_ONE_REG()
+        } else {
+            sys::KVM_GET_ONE_REG()
+        };
+        // SAFETY: `self.fd` is a KVM vCPU fd (the contract of `new`). The
+        // kernel reads the 16-byte `kvm_one_reg` and then reads or writes
+        // exactly the register's size (encoded in `id`) at `addr`, which
+        // points into `buf`: `transfer` checked it is at least that long, and
+        // it is alive and exclusively borrowed for the duration of the call.
+        let ret = unsafe { ioctl_with_ref(&self.fd.as_raw_fd(), req, &arg) };
+        if ret < 0 {
+            return Err(Errno::last());
+        }
+        Ok(())
+    }
 }
 
+#[cfg(feature = "kvm")]
 impl VcpuRegs for RawVcpuFd<'_> {
     fn get(&mut self, reg: Reg) -> Result<u64, RegError> {
-        get64(self.fd.as_raw_fd(), reg)
+        get64_with(reg, |id, b| self.ioctl(false, id, b))
     }
     fn set(&mut self, reg: Reg, value: u64) -> Result<(), RegError> {
-        set64(self.fd.as_raw_fd(), reg, value)
+        set64_with(reg, value, |id, b| self.ioctl(true, id, b))
     }
     fn get_v(&mut self, n: u8) -> Result<u128, RegError> {
-        get128(self.fd.as_raw_fd(), n)
+        get128_with(n, |id, b| self.ioctl(false, id, b))
     }
     fn set_v(&mut self, n: u8, value: u128) -> Result<(), RegError> {
-        set128(self.fd.as_raw_fd(), n, value)
-    }
-}
-
-#[cfg(feature = "kvm-ioctls")]
-impl VcpuRegs for kvm_ioctls::VcpuFd {
-    fn get(&mut self, reg: Reg) -> Result<u64, RegError> {
-        get64(self.as_raw_fd(), reg)
-    }
-    fn set(&mut self, reg: Reg, value: u64) -> Result<(), RegError> {
-        set64(self.as_raw_fd(), reg, value)
-    }
-    fn get_v(&mut self, n: u8) -> Result<u128, RegError> {
-        get128(self.as_raw_fd(), n)
-    }
-    fn set_v(&mut self, n: u8, value: u128) -> Result<(), RegError> {
-        set128(self.as_raw_fd(), n, value)
+        set128_with(n, value, |id, b| self.ioctl(true, id, b))
     }
 }
 
@@ -268,18 +319,80 @@ mod tests {
     }
 
     #[test]
-    fn ioctl_errors_carry_register_and_id() {
-        let f = std::fs::File::open("/dev/null").unwrap();
-        let mut r = RawVcpuFd::new(std::os::fd::AsFd::as_fd(&f));
-        let e = r.get(Reg::Pc).unwrap_err();
+    fn errors_carry_register_and_id() {
+        let e = get64_with(Reg::Pc, |id, b| {
+            assert_eq!((id, b.len()), (0x6030_0000_0010_0040, 8));
+            Err(Errno::new(2))
+        })
+        .unwrap_err();
         match &e {
-            RegError::Ioctl { op, id, .. } => {
+            RegError::Ioctl { op, id, source, .. } => {
                 assert_eq!(*op, "KVM_GET_ONE_REG");
                 assert_eq!(*id, 0x6030_0000_0010_0040);
+                assert_eq!(source.errno(), 2);
             }
             other => panic!("unexpected {other:?}"),
         }
         assert!(e.to_string().contains("Pc"), "{e}");
+        let e = set128_with(3, 1, |_, _| Err(Errno::new(22))).unwrap_err();
+        assert!(
+            matches!(&e, RegError::Ioctl { op: "KVM_SET_ONE_REG", reg, .. } if reg == "V3"),
+            "{e}"
+        );
+        // Invalid names fail before any call.
+        let never = |_: u64, _: &mut [u8]| -> Result<(), Errno> { panic!("no ioctl expected") };
+        assert!(matches!(
+            set128_with(40, 0, never),
+            Err(RegError::Invalid(_))
+        ));
+        assert!(matches!(
+            set64_with(Reg::X(31), 0, never),
+            Err(RegError::Invalid(_))
+        ));
+        // Values go through in host byte order.
+        let v = get128_with(0, |_, b| {
+            b.copy_from_slice(&0x0011_2233_4455_6677_8899_aabb_ccdd_eeffu128.to_ne_bytes());
+            Ok(())
+        });
+        assert_eq!(v.unwrap(), 0x0011_2233_4455_6677_8899_aabb_ccdd_eeff);
+        let mut seen = 0;
+        set64_with(Reg::X(5), 0x1234, |_, b| {
+            seen = u64::from_ne_bytes(b.try_into().unwrap());
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen, 0x1234);
+    }
+
+    #[test]
+    fn short_buffers_are_refused() {
+        let e = transfer(
+            false,
+            vreg_id(0).unwrap(),
+            &mut [0u8; 8],
+            &|| "V0".into(),
+            |_, _| panic!("no ioctl expected"),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(e, RegError::Invalid(ref m) if m.contains("8 bytes for 16")),
+            "{e}"
+        );
+    }
+
+    #[cfg(feature = "kvm")]
+    #[test]
+    fn raw_fd_ioctl_errors_carry_register_and_id() {
+        let f = std::fs::File::open("/dev/null").unwrap();
+        // SAFETY: deliberately not a vCPU fd: /dev/null's driver rejects every
+        // ioctl with ENOTTY without touching memory.
+        let mut r = unsafe { RawVcpuFd::new(std::os::fd::AsFd::as_fd(&f)) };
+        let e = r.get(Reg::Pc).unwrap_err();
+        assert!(
+            matches!(&e, RegError::Ioctl { op: "KVM_GET_ONE_REG", id: 0x6030_0000_0010_0040, source, .. }
+                if source.errno() == libc::ENOTTY),
+            "{e}"
+        );
         assert!(matches!(r.set_v(40, 0), Err(RegError::Invalid(_))));
         assert!(matches!(r.set(Reg::X(31), 0), Err(RegError::Invalid(_))));
     }

@@ -10,13 +10,19 @@
 //! [`RegisterFile`] in memory for host tests. Each call on a KVM vCPU is a system
 //! call, so callers read only what they need.
 
+use alloc::format;
+use alloc::string::String;
+
 use thiserror::Error;
+
+use crate::errno::Errno;
 
 /// An AArch64 system register the crate knows how to name.
 ///
 /// The encoding (op0, op1, CRn, CRm, op2) is the Arm ARM's and is what
 /// `KVM_REG_ARM64_SYSREG` ids are built from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum SysReg {
     /// System Control Register (EL1): MMU enable, alignment check, endianness.
     SctlrEl1,
@@ -86,6 +92,7 @@ impl SysReg {
 
 /// A 64-bit register reachable through [`VcpuRegs`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum Reg {
     /// General-purpose register X0..=X30. `X(31)` is not a register (it is SP
     /// or XZR depending on the instruction) and is rejected with
@@ -105,6 +112,7 @@ pub enum Reg {
 
 /// Why a register could not be read or written.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum RegError {
     /// The register name is not valid (for example `X(31)` or `V(32)`).
     #[error("invalid register {0}")]
@@ -123,13 +131,15 @@ pub enum RegError {
         id: u64,
         /// The errno the kernel returned.
         #[source]
-        source: vmm_sys_util::errno::Error,
+        source: Errno,
     },
 }
 
 /// Read and write vCPU registers.
 ///
-/// Implemented for KVM vCPU fds (one ioctl per call) and by [`RegisterFile`].
+/// Implemented for KVM vCPUs (one `KVM_GET_ONE_REG`/`KVM_SET_ONE_REG` per call):
+/// kvm-ioctls' `VcpuFd` and `&VcpuFd` (feature `kvm-ioctls`) and
+/// `one_reg::RawVcpuFd` (feature `kvm`); and in memory by [`RegisterFile`].
 pub trait VcpuRegs {
     /// Read a 64-bit register.
     fn get(&mut self, reg: Reg) -> Result<u64, RegError>;
@@ -158,7 +168,10 @@ impl<T: VcpuRegs + ?Sized> VcpuRegs for &mut T {
 
 /// An in-memory register file: the [`VcpuRegs`] backend for host tests, fuzzing
 /// and reference models.
+///
+/// Build one with [`RegisterFile::new`] (all zero) and set the fields.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RegisterFile {
     /// X0..=X30.
     pub x: [u64; 31],
@@ -177,6 +190,11 @@ pub struct RegisterFile {
 }
 
 impl RegisterFile {
+    /// All registers zero.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
     fn sys_index(r: SysReg) -> usize {
         // ALL lists every variant exactly once, so the search always succeeds;
         // fall back to 0 rather than panicking if that ever changes.

@@ -15,11 +15,9 @@ use kvm_nisv::stage1::El;
 const VBAR: u64 = 0x8000_0800;
 
 fn regs(pstate: u64, sctlr: u64) -> RegisterFile {
-    let mut r = RegisterFile {
-        pc: 0x4000_1234,
-        pstate,
-        ..Default::default()
-    };
+    let mut r = RegisterFile::new();
+    r.pc = 0x4000_1234;
+    r.pstate = pstate;
     r.set_sys(SysReg::VbarEl1, VBAR);
     r.set_sys(SysReg::SctlrEl1, sctlr);
     r.set_sys(SysReg::FarEl1, 0xdead);

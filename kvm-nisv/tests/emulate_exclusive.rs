@@ -9,9 +9,10 @@
 #[path = "emulate_common/mod.rs"]
 mod common;
 
-use common::{Recording, TestBus};
+use common::Recording;
 use kvm_nisv::decode::Class;
 use kvm_nisv::emulate::{Emulator, Outcome};
+use kvm_nisv::mem::{BusAccess, VecBus};
 use kvm_nisv::mem::{GuestRam, VecRam};
 
 const CODE: u64 = 0x1000;
@@ -34,9 +35,9 @@ fn setup(words: &[u32]) -> (VecRam, Recording) {
     (ram, r)
 }
 
-fn device() -> TestBus {
-    let mut bus = TestBus::default();
-    bus.add(DEV, (0u8..0x40).collect());
+fn device() -> VecBus {
+    let mut bus = VecBus::new();
+    assert!(bus.add_window(DEV, (0u8..0x40).collect()));
     bus
 }
 
@@ -54,8 +55,14 @@ fn ldxr_then_stxr_is_one_exit_and_succeeds() {
     assert_eq!(r.rf.x[2], u64::from_le_bytes([0, 1, 2, 3, 4, 5, 6, 7]));
     assert_eq!(r.rf.x[3], 0, "store-exclusive status");
     assert_eq!(r.rf.pc, CODE + 8);
-    assert_eq!(bus.region(DEV)[..8], 0x1122_3344_5566_7788u64.to_le_bytes());
-    assert_eq!(bus.log, vec![(DEV, 8, false), (DEV, 8, true)]);
+    assert_eq!(
+        bus.window(DEV).unwrap()[..8],
+        0x1122_3344_5566_7788u64.to_le_bytes()
+    );
+    assert_eq!(
+        bus.log(),
+        vec![BusAccess::read(DEV, 8), BusAccess::write(DEV, 8)]
+    );
     assert_eq!(emu.counters().emulated.get(&Class::Exclusive), Some(&2));
     // The monitor is disarmed: a second store-exclusive alone fails.
     r.rf.pc = CODE + 4;
@@ -77,7 +84,7 @@ fn ldxp_then_stxp_is_one_exit_and_succeeds() {
     );
     assert_eq!(r.rf.pc, CODE + 8);
     assert_eq!(
-        bus.region(DEV)[8..16],
+        bus.window(DEV).unwrap()[8..16],
         0x99aa_bbcc_ddee_ff00u64.to_le_bytes()
     );
 }
@@ -92,7 +99,7 @@ fn stxr_to_another_address_fails_in_the_same_exit() {
     emu.emulate(&mut r, &ram, &mut bus, None).unwrap();
     assert_eq!(r.rf.x[3], 1);
     assert_eq!(r.rf.pc, CODE + 8);
-    assert_eq!(bus.log, vec![(DEV, 8, false)]);
+    assert_eq!(bus.log(), vec![BusAccess::read(DEV, 8)]);
 }
 
 #[test]
@@ -103,21 +110,21 @@ fn anything_else_after_ldxr_is_left_to_the_cpu() {
     let mut emu = Emulator::new();
     emu.emulate(&mut r, &ram, &mut bus, None).unwrap();
     assert_eq!(r.rf.pc, CODE + 4);
-    assert_eq!(bus.log, vec![(DEV, 8, false)]);
+    assert_eq!(bus.log(), vec![BusAccess::read(DEV, 8)]);
     // On a CPU that checks the abort before its local monitor, the
     // store-exclusive traps too and the armed monitor lets it pass.
     r.rf.pc = CODE + 8;
     r.rf.x[0] = 7;
     emu.emulate(&mut r, &ram, &mut bus, None).unwrap();
     assert_eq!(r.rf.x[3], 0);
-    assert_eq!(bus.region(DEV)[..8], 7u64.to_le_bytes());
+    assert_eq!(bus.window(DEV).unwrap()[..8], 7u64.to_le_bytes());
     // A plain store after the load-exclusive is not fused either:
     // ldxr x2, [x1]; str x0, [x1]
     let (ram, mut r) = setup(&[0xc85f_7c22, 0xf900_0020]);
     let mut bus = device();
     emu.emulate(&mut r, &ram, &mut bus, None).unwrap();
     assert_eq!(r.rf.pc, CODE + 4);
-    assert_eq!(bus.log, vec![(DEV, 8, false)]);
+    assert_eq!(bus.log(), vec![BusAccess::read(DEV, 8)]);
 }
 
 #[test]
@@ -133,7 +140,7 @@ fn a_fused_store_that_would_fault_is_left_to_the_cpu() {
     assert!(matches!(out, Outcome::Emulated { .. }), "{out:?}");
     assert_eq!(r.rf.pc, CODE + 4, "PC at the store-exclusive");
     assert_eq!(r.rf.x[3], 0x5555, "no status written");
-    assert_eq!(bus.log, vec![(DEV, 8, false)], "only the load");
+    assert_eq!(bus.log(), [BusAccess::read(DEV, 8)], "only the load");
     assert_eq!(emu.counters().emulated.get(&Class::Exclusive), Some(&1));
     assert_eq!(
         emu.counters().no_device,
@@ -163,7 +170,7 @@ fn never_fused_under_single_step() {
     assert!(matches!(out, Outcome::Emulated { .. }), "{out:?}");
     assert_eq!(r.rf.pc, CODE + 4);
     assert_eq!(r.rf.pstate, 0x3c5, "SS cleared as kvm_skip_instr does");
-    assert_eq!(bus.log, vec![(DEV, 8, false)]);
+    assert_eq!(bus.log(), [BusAccess::read(DEV, 8)]);
 }
 
 #[test]

@@ -24,8 +24,9 @@ mod pt;
 #[path = "emulate_common/mod.rs"]
 mod common;
 
-use common::{Rng, TestBus};
+use common::Rng;
 use kvm_nisv::emulate::{Emulator, Outcome};
+use kvm_nisv::mem::{BusAccess, VecBus};
 use kvm_nisv::mem::{GuestRam, VecRam};
 use kvm_nisv::regs::{Reg, RegisterFile, SysReg, VcpuRegs};
 use kvm_nisv::stage1::{FaultKind, SCTLR_A, SCTLR_DZE, SCTLR_E0E, SCTLR_EE, SCTLR_M};
@@ -551,13 +552,13 @@ fn gen_env(rng: &mut Rng) -> Env {
 }
 
 /// Build RAM, bus and registers for the emulator from the environment.
-fn materialise(env: &Env, word: u32) -> (VecRam, TestBus, RegisterFile) {
+fn materialise(env: &Env, word: u32) -> (VecRam, VecBus, RegisterFile) {
     let mut regs = env.regs.clone();
     regs.set_sys(SysReg::SctlrEl1, env.sctlr);
     regs.set_sys(SysReg::DczidEl0, env.dczid);
     regs.set_sys(SysReg::MairEl1, 0x04ff);
     regs.set_sys(SysReg::IdAa64mmfr0El1, 5);
-    let mut bus = TestBus::default();
+    let mut bus = VecBus::new();
     let mut ram = if env.mmu {
         let mut p = pt::Pt::new(12, 25, 1, 0x4000_0000, 0x10_0000);
         p.be = env.sctlr & SCTLR_EE != 0;
@@ -588,7 +589,7 @@ fn materialise(env: &Env, word: u32) -> (VecRam, TestBus, RegisterFile) {
                 assert!(ram.add_region(ipa, PAGE as usize));
                 ram.write(ipa, &bytes).unwrap();
             }
-            Backing::Device => bus.add(ipa, bytes),
+            Backing::Device => assert!(bus.add_window(ipa, bytes)),
             Backing::Nothing => {}
         }
     }
@@ -596,14 +597,14 @@ fn materialise(env: &Env, word: u32) -> (VecRam, TestBus, RegisterFile) {
 }
 
 /// Read back the window as the emulator left it.
-fn window_after(env: &Env, ram: &VecRam, bus: &TestBus) -> Vec<u8> {
+fn window_after(env: &Env, ram: &VecRam, bus: &VecBus) -> Vec<u8> {
     let mut w = env.window.clone();
     for (i, pc) in env.pages.iter().enumerate() {
         let ipa = env.page_ipa(i);
         let dst = &mut w[i * PAGE as usize..(i + 1) * PAGE as usize];
         match pc.backing {
             Backing::Ram => ram.read(ipa, dst).unwrap(),
-            Backing::Device => dst.copy_from_slice(bus.region(ipa)),
+            Backing::Device => dst.copy_from_slice(bus.window(ipa).unwrap()),
             Backing::Nothing => {}
         }
     }
@@ -1764,12 +1765,12 @@ fn run_case(seed: u64, class: u8) -> Result<Option<String>, String> {
         }
     } else {
         // Nothing may change on a fault, no-device or unsupported outcome.
-        if regs != before || win != env.window || !bus.log.is_empty() {
+        if regs != before || win != env.window || !bus.log().is_empty() {
             return Err(format!("state changed on {exp_out:?}\n{}", ctx()));
         }
     }
     // Device accesses: at most 8 bytes, naturally aligned.
-    for &(ipa, len, _) in &bus.log {
+    for &BusAccess { ipa, len, .. } in bus.log() {
         if !matches!(len, 1 | 2 | 4 | 8) || ipa % len as u64 != 0 {
             return Err(format!("bad bus access {ipa:#x}+{len}\n{}", ctx()));
         }
@@ -1786,7 +1787,7 @@ fn run_case(seed: u64, class: u8) -> Result<Option<String>, String> {
             };
             if crosses {
                 format!("done: crosses page {}|{}", b(env.pages[0]), b(env.pages[1]))
-            } else if bus.log.is_empty() {
+            } else if bus.log().is_empty() {
                 "done: RAM only".to_string()
             } else {
                 "done: device".to_string()

@@ -10,7 +10,7 @@ use std::time::Duration;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use kvm_nisv::decode::{Class, decode};
 use kvm_nisv::emulate::{Emulator, Outcome};
-use kvm_nisv::mem::{BusError, GuestRam, MmioBus, VecRam};
+use kvm_nisv::mem::{BusAccess, GuestRam, MmioBus, VecBus, VecRam};
 use kvm_nisv::regs::{Reg, RegError, RegisterFile, SysReg, VcpuRegs};
 use kvm_nisv::stage1::SCTLR_M;
 
@@ -42,79 +42,13 @@ const AF: u64 = 1 << 10;
 const ATTR_NORMAL: u64 = 0 << 2;
 const ATTR_DEVICE: u64 = 1 << 2;
 
-/// A trivial MMIO bus: byte arrays at fixed addresses.
-#[derive(Debug)]
-struct Bus {
-    regions: Vec<(u64, Vec<u8>)>,
-}
-
-impl Bus {
-    fn new() -> Self {
-        Bus {
-            regions: vec![
-                (DEV, (0..0x2000u32).map(|i| i as u8).collect()),
-                (DEV2, (0..0x1000u32).map(|i| (i as u8) ^ 0x5a).collect()),
-            ],
-        }
-    }
-
-    fn find(&mut self, ipa: u64, len: usize) -> Option<&mut [u8]> {
-        let end = ipa.checked_add(len as u64)?;
-        self.regions.iter_mut().find_map(|(b, r)| {
-            let rend = b.checked_add(r.len() as u64)?;
-            if ipa >= *b && end <= rend {
-                let off = usize::try_from(ipa - *b).ok()?;
-                r.get_mut(off..off.checked_add(len)?)
-            } else {
-                None
-            }
-        })
-    }
-}
-
-impl MmioBus for Bus {
-    fn read(&mut self, ipa: u64, data: &mut [u8]) -> Result<(), BusError> {
-        let len = data.len();
-        data.copy_from_slice(self.find(ipa, len).ok_or(BusError::NoDevice { ipa, len })?);
-        Ok(())
-    }
-
-    fn write(&mut self, ipa: u64, data: &[u8]) -> Result<(), BusError> {
-        let len = data.len();
-        self.find(ipa, len)
-            .ok_or(BusError::NoDevice { ipa, len })?
-            .copy_from_slice(data);
-        Ok(())
-    }
-
-    fn contains(&self, ipa: u64, len: usize) -> bool {
-        let Some(end) = ipa.checked_add(len as u64) else {
-            return false;
-        };
-        self.regions
-            .iter()
-            .any(|(b, r)| ipa >= *b && end <= b.saturating_add(r.len() as u64))
-    }
-}
-
-/// A bus wrapper that records the accesses, to replay them as the baseline.
-struct Logging<'a> {
-    bus: &'a mut Bus,
-    log: Vec<(u64, usize, bool)>,
-}
-
-impl MmioBus for Logging<'_> {
-    fn read(&mut self, ipa: u64, data: &mut [u8]) -> Result<(), BusError> {
-        self.log.push((ipa, data.len(), false));
-        self.bus.read(ipa, data)
-    }
-    fn write(&mut self, ipa: u64, data: &[u8]) -> Result<(), BusError> {
-        self.log.push((ipa, data.len(), true));
-        self.bus.write(ipa, data)
-    }
-    fn contains(&self, ipa: u64, len: usize) -> bool {
-        self.bus.contains(ipa, len)
-    }
+/// The devices: byte windows at fixed addresses (the access log is cleared
+/// on every iteration, so it does not grow).
+fn bus() -> VecBus {
+    let mut bus = VecBus::new();
+    assert!(bus.add_window(DEV, (0..0x2000u32).map(|i| i as u8).collect()));
+    assert!(bus.add_window(DEV2, (0..0x1000u32).map(|i| (i as u8) ^ 0x5a).collect()));
+    bus
 }
 
 /// The counting wrapper: how many `VcpuRegs` calls (ONE_REG ioctls on KVM).
@@ -209,18 +143,16 @@ struct Case {
 struct Env {
     ram: VecRam,
     regs: RegisterFile,
-    bus: Bus,
+    bus: VecBus,
 }
 
 fn env(case: &Case) -> Env {
     let mut ram = VecRam::new();
     assert!(ram.add_region(0, RAM_LEN));
     ram.write(CODE, &case.word.to_le_bytes()).expect("RAM");
-    let mut regs = RegisterFile {
-        pc: CODE,
-        pstate: PSTATE_EL1H,
-        ..Default::default()
-    };
+    let mut regs = RegisterFile::new();
+    regs.pc = CODE;
+    regs.pstate = PSTATE_EL1H;
     for (i, x) in regs.x.iter_mut().enumerate() {
         *x = 0x0101_0101_0101_0101u64.wrapping_mul(i as u64 + 1);
     }
@@ -245,7 +177,7 @@ fn env(case: &Case) -> Env {
     Env {
         ram,
         regs,
-        bus: Bus::new(),
+        bus: bus(),
     }
 }
 
@@ -320,26 +252,23 @@ fn id(case: &Case) -> String {
 
 /// Run the case once, checking that it is emulated as intended; returns the
 /// bus accesses it made and the fault IPA to pass (its first access).
-fn record(case: &Case) -> (Vec<(u64, usize, bool)>, u64) {
+fn record(case: &Case) -> (Vec<BusAccess>, u64) {
     let insn = decode(case.word).expect("benchmark word decodes");
     assert_eq!(insn.class, case.class, "{insn}");
     let mut e = env(case);
-    let mut bus = Logging {
-        bus: &mut e.bus,
-        log: Vec::new(),
-    };
     let out = Emulator::new()
-        .emulate(&mut e.regs, &e.ram, &mut bus, None)
+        .emulate(&mut e.regs, &e.ram, &mut e.bus, None)
         .expect("emulation succeeds");
     assert!(
         matches!(out, Outcome::Emulated { .. }),
         "{}: {out:?}",
         id(case)
     );
-    assert!(!bus.log.is_empty(), "{}: no bus access", id(case));
+    let log = e.bus.log().to_vec();
+    assert!(!log.is_empty(), "{}: no bus access", id(case));
     assert_eq!(e.regs.pc, CODE + 4);
-    let fault_ipa = bus.log[0].0;
-    (bus.log, fault_ipa)
+    let fault_ipa = log[0].ipa;
+    (log, fault_ipa)
 }
 
 /// Print the register calls of the first emulation (nothing cached in the
@@ -388,13 +317,18 @@ fn bench_emulate(c: &mut Criterion) {
         g.bench_function(BenchmarkId::new("emulate", &name), |b| {
             b.iter(|| {
                 reset(&mut regs, case.base);
+                bus.clear_log();
                 black_box(emu.emulate(&mut regs, &ram, &mut bus, Some(black_box(fault_ipa))))
             })
         });
         let mut buf = [0u8; 8];
         g.bench_function(BenchmarkId::new("bus", &name), |b| {
             b.iter(|| {
-                for &(ipa, len, write) in &log {
+                bus.clear_log();
+                for &BusAccess {
+                    ipa, len, write, ..
+                } in &log
+                {
                     let data = &mut buf[..len];
                     let r = if write {
                         bus.write(black_box(ipa), data)

@@ -13,7 +13,7 @@
 //! use the range syntax `{v0.16b-v3.16b}` (as GNU objdump prints them); literal
 //! loads show the PC-relative offset as `#imm`.
 
-use std::fmt::{self, Display, Formatter, Write};
+use core::fmt::{self, Display, Formatter, Write};
 
 use super::types::*;
 

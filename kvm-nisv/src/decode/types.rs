@@ -256,7 +256,7 @@ pub struct Insn {
     pub release: bool,
     /// LDTR/STTR: at EL1 the access is checked as if made from EL0.
     pub unprivileged: bool,
-    /// The assembler form, for [`std::fmt::Display`] only: everything else the
+    /// The assembler form, for [`core::fmt::Display`] only: everything else the
     /// text shows is derived from the fields above.
     pub form: Form,
 }
@@ -371,15 +371,15 @@ impl Default for Elements {
     }
 }
 
-impl std::fmt::Debug for Elements {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Debug for Elements {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_list().entries(self.as_slice()).finish()
     }
 }
 
 impl<'a> IntoIterator for &'a Elements {
     type Item = &'a Element;
-    type IntoIter = std::slice::Iter<'a, Element>;
+    type IntoIter = core::slice::Iter<'a, Element>;
     fn into_iter(self) -> Self::IntoIter {
         self.as_slice().iter()
     }

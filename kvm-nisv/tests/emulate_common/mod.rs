@@ -1,74 +1,13 @@
 // Copyright 2026 The kvm-nisv Authors.
 // SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
 
-//! Test machinery for the emulator: an MMIO bus backed by byte arrays with an
-//! access log, a register file wrapper that records reads, and a small
-//! deterministic random number generator for case construction.
+//! Test machinery for the emulator: a register file wrapper that records
+//! reads, and a small deterministic random number generator for case
+//! construction. The MMIO bus is the crate's `mem::VecBus`.
 
 #![allow(dead_code)]
 
-use kvm_nisv::mem::{BusError, MmioBus};
 use kvm_nisv::regs::{Reg, RegError, RegisterFile, VcpuRegs};
-
-/// A device region: `[base, base + bytes.len())`.
-#[derive(Clone, Debug, Default)]
-pub struct TestBus {
-    /// (base, contents).
-    pub regions: Vec<(u64, Vec<u8>)>,
-    /// Every access: (ipa, len, is_write).
-    pub log: Vec<(u64, usize, bool)>,
-}
-
-impl TestBus {
-    /// Add a device region.
-    pub fn add(&mut self, base: u64, bytes: Vec<u8>) {
-        self.regions.push((base, bytes));
-    }
-
-    fn find(&mut self, ipa: u64, len: usize) -> Option<(&mut Vec<u8>, usize)> {
-        let end = ipa.checked_add(len as u64)?;
-        self.regions.iter_mut().find_map(|(b, r)| {
-            (ipa >= *b && end <= *b + r.len() as u64).then(|| (r, (ipa - *b) as usize))
-        })
-    }
-
-    /// The contents of the region at `base`, mutable.
-    pub fn region_mut(&mut self, base: u64) -> &mut Vec<u8> {
-        &mut self.regions.iter_mut().find(|(b, _)| *b == base).unwrap().1
-    }
-
-    /// The contents of the region at `base`.
-    pub fn region(&self, base: u64) -> &[u8] {
-        &self.regions.iter().find(|(b, _)| *b == base).unwrap().1
-    }
-}
-
-impl MmioBus for TestBus {
-    fn read(&mut self, ipa: u64, data: &mut [u8]) -> Result<(), BusError> {
-        self.log.push((ipa, data.len(), false));
-        let len = data.len();
-        let (r, off) = self.find(ipa, len).ok_or(BusError::NoDevice { ipa, len })?;
-        data.copy_from_slice(&r[off..off + len]);
-        Ok(())
-    }
-
-    fn write(&mut self, ipa: u64, data: &[u8]) -> Result<(), BusError> {
-        self.log.push((ipa, data.len(), true));
-        let len = data.len();
-        let (r, off) = self.find(ipa, len).ok_or(BusError::NoDevice { ipa, len })?;
-        r[off..off + len].copy_from_slice(data);
-        Ok(())
-    }
-
-    fn contains(&self, ipa: u64, len: usize) -> bool {
-        let Some(end) = ipa.checked_add(len as u64) else {
-            return false;
-        };
-        self.regions
-            .iter()
-            .any(|(b, r)| ipa >= *b && end <= *b + r.len() as u64)
-    }
-}
 
 /// A register file that records which registers were read and written.
 #[derive(Clone, Debug, Default)]
