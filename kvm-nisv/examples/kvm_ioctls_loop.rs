@@ -15,8 +15,9 @@
 //! 3. loads the third with a plain `ldr x26, [x25, #16]`, an ordinary
 //!    `KVM_EXIT_MMIO` served by the same bus;
 //! 4. stores the pair to RAM (no exit), then stores with writeback to an
-//!    address where nothing is: the emulator says `NoDevice` and the VMM
-//!    injects an external data abort, which the guest takes at its vector;
+//!    address where nothing is: the emulator says `NoDevice`, and the VMM
+//!    delivers the synchronous external abort the CPU would take for it
+//!    (`Emulator::take_fault`), which the guest takes at its vector;
 //! 5. the handler saves ESR_EL1 and FAR_EL1 and powers off with PSCI
 //!    `SYSTEM_OFF` (an `HVC` KVM handles; it writes the PSCI return values to
 //!    x0-x3, so the program keeps its results in x9 and up), which ends the
@@ -38,6 +39,7 @@ pub mod vmm {
     use kvm_ioctls::{Kvm, VcpuExit};
     use kvm_nisv::emulate::{Emulator, Outcome};
     use kvm_nisv::esr::{Dfsc, Esr, ExceptionClass};
+    use kvm_nisv::exception::EntryFeatures;
     use kvm_nisv::exit::{KVM_EXIT_ARM_NISV, NisvExit, RunError};
     use kvm_nisv::kvm_ioctls::VmFdNisvExt;
     use kvm_nisv::mem::{GuestRam, MmioBus, VecBus};
@@ -71,7 +73,7 @@ pub mod vmm {
         (0x14, 0xa940_6337),  // ldp  x23, x24, [x25]   NISV: load pair
         (0x18, 0xf940_0b3a),  // ldr  x26, [x25, #16]   KVM_EXIT_MMIO (valid syndrome)
         (0x1c, 0xa900_6377),  // stp  x23, x24, [x27]   RAM, no exit
-        (0x20, 0xf800_8794),  // str  x20, [x28], #8    NISV to nothing: abort injected
+        (0x20, 0xf800_8794),  // str  x20, [x28], #8    NISV to nothing: abort delivered
         (0x24, 0x1400_0000),  // b    .                 (never reached)
         (0xa00, 0xd538_5209), // mrs  x9, esr_el1       the abort handler
         (0xa04, 0xd538_600a), // mrs  x10, far_el1
@@ -86,7 +88,10 @@ pub mod vmm {
     pub struct Summary {
         /// NISV exits the emulator completed.
         pub emulated: u32,
-        /// NISV exits answered with an injected external abort.
+        /// NISV exits answered with the abort the CPU would take
+        /// (`Outcome::GuestFault`, `Outcome::NoDevice`).
+        pub faults: u32,
+        /// NISV exits answered with KVM's external abort (`Unsupported`).
         pub injected: u32,
         /// Ordinary MMIO exits.
         pub mmio: u32,
@@ -153,12 +158,17 @@ pub mod vmm {
                             println!("emulated {insn} ({exit})");
                             seen.emulated += 1;
                         }
+                        Outcome::GuestFault(fault) | Outcome::NoDevice { fault, .. } => {
+                            // The synchronous data abort the CPU itself would
+                            // take (here: an external abort for the store to
+                            // nothing, FAR = its exact address), delivered to
+                            // the guest's EL1 vector.
+                            println!("delivering {fault:?}");
+                            emulator.take_fault(&mut vcpu, &fault, EntryFeatures::new())?;
+                            seen.faults += 1;
+                        }
                         other => {
-                            // NoDevice / Unsupported: what the hardware would
-                            // report for an access nothing answers.
-                            // TODO: deliver Outcome::GuestFault to the guest's
-                            // EL1 vector with kvm-nisv's fault delivery once it
-                            // exists; until then it is an external abort too.
+                            // Unsupported: KVM's external abort.
                             println!("{other:?}: injecting an external data abort");
                             injector.inject(&vcpu)?;
                             emulator.clear_monitor(); // the guest takes an exception
