@@ -508,7 +508,36 @@ mod kvm {
 
     impl VcpuOps for KvmVcpu<'_> {
         fn inject_ext_dabt(&mut self) -> Result<(), String> {
-            inject_ext_dabt(self.1, self.0)
+            inject_ext_dabt(self.1, self.0)?;
+            ABORT_INJECTED.with(|f| f.set(true));
+            Ok(())
+        }
+    }
+
+    thread_local! {
+        /// Set when this thread's vCPU got an abort injected while handling the
+        /// current exit (see `suppress_mmio_completion`).
+        static ABORT_INJECTED: Cell<bool> = const { Cell::new(false) };
+    }
+
+    /// After a `KVM_EXIT_MMIO` answered with an injected abort, keep the next
+    /// `KVM_RUN` from completing the MMIO access.
+    ///
+    /// `kvm_arch_vcpu_ioctl_run()` (`arch/arm64/kvm/arm.c`) calls
+    /// `kvm_handle_mmio_return()` only when `run->exit_reason == KVM_EXIT_MMIO`
+    /// (5.10, 6.1, 6.12, 7.2 alike). Before Linux 5.11 `KVM_SET_VCPU_EVENTS`
+    /// delivered the abort at once (`inject_abt64()` → `enter_exception64()` moved
+    /// PC to the vector) and that completion then still ran: it wrote the MMIO
+    /// data into the load's destination register and skipped the handler's first
+    /// instruction (`kvm_skip_instr()`). From 5.11 the exception is only pending
+    /// and `kvm_handle_mmio_return()` returns early for it (6.1:
+    /// `kvm_pending_sync_exception()`, 7.2: `kvm_pending_external_abort()`),
+    /// leaving `mmio_needed` set, exactly as skipping the call does. So clearing
+    /// `exit_reason` (to `KVM_EXIT_UNKNOWN`) is needed on 5.10 and changes nothing
+    /// on later kernels; the stale `mmio_needed` is reset by the next MMIO exit.
+    fn suppress_mmio_completion(vcpu: &mut VcpuFd) {
+        if ABORT_INJECTED.with(|f| f.replace(false)) {
+            vcpu.get_kvm_run().exit_reason = 0; // KVM_EXIT_UNKNOWN
         }
     }
 
@@ -566,6 +595,7 @@ mod kvm {
                 nisv,
             };
             let mut buf = [0u8; 8];
+            ABORT_INJECTED.with(|f| f.set(false));
             let action = match raw {
                 Raw::MmioRead(addr, n) => {
                     let data = buf.get_mut(..n).unwrap_or(&mut []);
@@ -575,7 +605,10 @@ mod kvm {
                         Exit::MmioRead { addr, data },
                     );
                     // KVM loses the sign extension of LDRSB/LDRSH/LDRSW (mmio_fixup.rs).
+                    // Not after an injected abort: the load did not happen (and on
+                    // 5.10 the PC is already at the vector).
                     let done = matches!(a, ExitAction::Continue)
+                        && !ABORT_INJECTED.with(Cell::get)
                         && crate::mmio_fixup::sign_extend(
                             &mut KvmVcpu(&vcpu, inj.as_ref()),
                             ram,
@@ -592,15 +625,18 @@ mod kvm {
                     for (d, s) in dst.iter_mut().zip(buf.iter().take(n)) {
                         *d = *s;
                     }
+                    suppress_mmio_completion(&mut vcpu);
                     a
                 }
                 Raw::MmioWrite(addr, b, n) => {
                     let data = b.get(..n).unwrap_or(&[]);
-                    handle_exit(
+                    let a = handle_exit(
                         &mut ctx,
                         &mut KvmVcpu(&vcpu, inj.as_ref()),
                         Exit::MmioWrite { addr, data },
-                    )
+                    );
+                    suppress_mmio_completion(&mut vcpu);
+                    a
                 }
                 Raw::SystemEvent(kind, data) => handle_exit(
                     &mut ctx,
