@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 pub mod cap;
+pub mod dczid;
 pub mod decode;
 pub mod emulate;
 pub mod esr;
