@@ -1,0 +1,395 @@
+// Copyright 2026 The kvm-nisv Authors.
+// SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+
+//! ABI probes: what THIS kernel does, printed as `@@abi KEY VALUE` lines for
+//! `scripts/abi-matrix` (which boots every Debian kernel series and writes
+//! docs/compatibility.md from these lines).
+//!
+//! Unlike tests/kvm_nisv.rs these tests assert only what must hold on every
+//! kernel (the exits happen at all); the values that differ between kernels are
+//! recorded, not judged. Each probe builds a one-vCPU VM with a 40-bit IPA space,
+//! 2 MiB of RAM at IPA 0x8000_0000, no memslot at 0x1000_0000, and runs a few
+//! hand-assembled instructions (assembly in the comments).
+#![cfg(all(target_arch = "aarch64", feature = "kvm-ioctls"))]
+#![allow(clippy::undocumented_unsafe_blocks)]
+
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+use kvm_bindings::{kvm_userspace_memory_region, kvm_vcpu_init};
+use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
+use kvm_nisv::cap::{self, Cap};
+use kvm_nisv::dczid;
+use kvm_nisv::exit::{ArmAbortExit, KVM_EXIT_ARM_NISV};
+use kvm_nisv::inject::ExtDabtInjector;
+use kvm_nisv::one_reg::RawVcpuFd;
+use kvm_nisv::regs::{Reg, SysReg, VcpuRegs};
+
+const RAM_BASE: u64 = 0x8000_0000;
+const RAM_SIZE: usize = 2 << 20;
+const HOLE: u64 = 0x1000_0000;
+const PSTATE_EL1H_DAIF: u64 = 0x3c5;
+const IPA_BITS: u32 = 40;
+/// `KVM_CAP_ARM_VM_IPA_SIZE`: the host's maximum IPA size in bits.
+const KVM_CAP_ARM_VM_IPA_SIZE: u32 = kvm_nisv_sys::KVM_CAP_ARM_VM_IPA_SIZE;
+/// Vector table at RAM_BASE + 0x800; "current EL with SP_ELx, synchronous" at +0x200.
+const VBAR_OFF: u64 = 0x800;
+const HANDLER: u64 = VBAR_OFF + 0x200;
+
+const STR_X0_X1_POST8: u32 = 0xf800_8420; // str x0, [x1], #8
+const STR_X0_X1: u32 = 0xf900_0020; // str x0, [x1]
+const LDP_X2_X3_X1: u32 = 0xa940_0c22; // ldp x2, x3, [x1]
+const LDRSB_X2_X1: u32 = 0x3980_0022; // ldrsb x2, [x1]
+const STR_X2_X9: u32 = 0xf900_0122; // str x2, [x9]
+const B_SELF: u32 = 0x1400_0000; // b .
+const MRS_X6_ESR_EL1: u32 = 0xd538_5206; // mrs x6, esr_el1
+const STR_X6_X9: u32 = 0xf900_0126; // str x6, [x9]
+const ADD_X10_X10_1: u32 = 0x9100_054a; // add x10, x10, #1
+const STR_X10_X9: u32 = 0xf900_012a; // str x10, [x9]
+const MRS_X0_DCZID_EL0: u32 = 0xd53b_00e0; // mrs x0, dczid_el0
+
+/// One `@@abi KEY VALUE` line (VALUE may contain spaces).
+fn record(key: &str, value: impl std::fmt::Display) {
+    println!("@@abi {key} {value}");
+}
+
+struct Guest {
+    _kvm: Kvm,
+    vm: VmFd,
+    vcpu: VcpuFd,
+    ram: *mut u8,
+}
+
+impl Guest {
+    fn new(code: &[(u64, u32)], enable_nisv: bool) -> Guest {
+        let kvm = Kvm::new().expect("open /dev/kvm");
+        let vm = kvm
+            .create_vm_with_ipa_size(IPA_BITS)
+            .expect("KVM_CREATE_VM");
+        if enable_nisv {
+            cap::enable_nisv_to_user(&vm).expect("enable KVM_CAP_ARM_NISV_TO_USER");
+        }
+        let ram = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                RAM_SIZE,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(ram, libc::MAP_FAILED);
+        let ram = ram.cast::<u8>();
+        for &(off, word) in code {
+            assert!(off as usize + 4 <= RAM_SIZE);
+            unsafe {
+                ram.add(off as usize)
+                    .cast::<u32>()
+                    .write_unaligned(word.to_le())
+            };
+        }
+        let region = kvm_userspace_memory_region {
+            slot: 0,
+            guest_phys_addr: RAM_BASE,
+            memory_size: RAM_SIZE as u64,
+            userspace_addr: ram as u64,
+            flags: 0,
+        };
+        unsafe { vm.set_user_memory_region(region) }.expect("KVM_SET_USER_MEMORY_REGION");
+        let mut vcpu = vm.create_vcpu(0).expect("KVM_CREATE_VCPU");
+        let mut kvi = kvm_vcpu_init::default();
+        vm.get_preferred_target(&mut kvi)
+            .expect("KVM_ARM_PREFERRED_TARGET");
+        vcpu.vcpu_init(&kvi).expect("KVM_ARM_VCPU_INIT");
+        vcpu.set(Reg::Pc, RAM_BASE).unwrap();
+        vcpu.set(Reg::Pstate, PSTATE_EL1H_DAIF).unwrap();
+        vcpu.set(Reg::Sys(SysReg::VbarEl1), RAM_BASE + VBAR_OFF)
+            .unwrap();
+        Guest {
+            _kvm: kvm,
+            vm,
+            vcpu,
+            ram,
+        }
+    }
+
+    /// Run until an exit that is not EINTR.
+    fn run(&mut self) -> Result<Exit, kvm_ioctls::Error> {
+        loop {
+            return match self.vcpu.run() {
+                Ok(VcpuExit::MmioWrite(addr, data)) => {
+                    let mut b = [0u8; 8];
+                    b[..data.len().min(8)].copy_from_slice(&data[..data.len().min(8)]);
+                    Ok(Exit::MmioWrite(addr, u64::from_le_bytes(b)))
+                }
+                Ok(VcpuExit::MmioRead(addr, data)) => Ok(Exit::MmioRead(addr, data.len())),
+                Ok(VcpuExit::Unsupported(r)) if r == KVM_EXIT_ARM_NISV => {
+                    match ArmAbortExit::from_kvm_run(self.vcpu.get_kvm_run()) {
+                        Some(ArmAbortExit::Nisv(n)) => Ok(Exit::Nisv(n.iss.bits(), n.fault_ipa)),
+                        other => panic!("exit 28 parsed as {other:?}"),
+                    }
+                }
+                Ok(other) => Ok(Exit::Other(format!("{other:?}"))),
+                Err(e) if e.errno() == libc::EINTR => continue,
+                Err(e) => Err(e),
+            };
+        }
+    }
+
+    fn pc(&mut self) -> u64 {
+        self.vcpu.get(Reg::Pc).unwrap()
+    }
+}
+
+impl Drop for Guest {
+    fn drop(&mut self) {
+        unsafe { libc::munmap(self.ram.cast(), RAM_SIZE) };
+    }
+}
+
+#[derive(Debug, PartialEq)]
+enum Exit {
+    Nisv(u64, u64),
+    MmioWrite(u64, u64),
+    MmioRead(u64, usize),
+    Other(String),
+}
+
+#[test]
+fn probe_host() {
+    let rel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    record("kernel", rel.trim());
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    record("page_size", page);
+}
+
+#[test]
+fn probe_capabilities() {
+    let kvm = Kvm::new().unwrap();
+    let vm = kvm.create_vm_with_ipa_size(IPA_BITS).unwrap();
+    for (name, c) in [
+        ("NISV_TO_USER", Cap::ArmNisvToUser),
+        ("INJECT_EXT_DABT", Cap::ArmInjectExtDabt),
+        ("SEA_TO_USER", Cap::ArmSeaToUser),
+    ] {
+        let sys = cap::check_extension(&kvm, c).unwrap();
+        let v = cap::check_extension(&vm, c).unwrap();
+        record(&format!("cap.{name}"), format!("{sys} / {v}"));
+    }
+    // Raw: the IPA size limit (not one of the crate's Cap variants).
+    let ipa = |fd: i32| unsafe {
+        libc::ioctl(
+            fd,
+            kvm_nisv_sys::KVM_CHECK_EXTENSION() as _,
+            libc::c_ulong::from(KVM_CAP_ARM_VM_IPA_SIZE),
+        )
+    };
+    record(
+        "cap.VM_IPA_SIZE",
+        format!("{} / {}", ipa(kvm.as_raw_fd()), ipa(vm.as_raw_fd())),
+    );
+    let enable = match cap::enable_sea_to_user(&vm) {
+        Ok(()) => "ok".to_string(),
+        Err(e) => format!("refused ({e})"),
+    };
+    record("sea_to_user.enable", enable);
+}
+
+#[test]
+fn probe_nisv_exit_fields() {
+    // Post-index store with a page offset: WnR, the fault level, fault_ipa, PC.
+    let mut g = Guest::new(&[(0, STR_X0_X1_POST8), (4, B_SELF)], true);
+    g.vcpu.set(Reg::X(1), HOLE + 0x10).unwrap();
+    let exit = g.run().unwrap();
+    let Exit::Nisv(iss, ipa) = exit else {
+        panic!("expected KVM_EXIT_ARM_NISV, got {exit:?}")
+    };
+    record("nisv.esr_iss.str_post", format!("{iss:#x}"));
+    record(
+        "nisv.esr_iss.outside_mask",
+        format!("{:#x}", iss & !0x17f_u64),
+    );
+    record(
+        "nisv.fault_ipa",
+        format!("{:#x} for an access to {:#x}", ipa, HOLE + 0x10),
+    );
+    let pc = g.pc();
+    record(
+        "nisv.pc",
+        if pc == RAM_BASE {
+            "not advanced".to_string()
+        } else {
+            format!("moved to {pc:#x}")
+        },
+    );
+    record(
+        "nisv.x1_writeback",
+        if g.vcpu.get(Reg::X(1)).unwrap() == HOLE + 0x10 {
+            "none"
+        } else {
+            "done by KVM"
+        },
+    );
+
+    let mut g = Guest::new(&[(0, LDP_X2_X3_X1), (4, B_SELF)], true);
+    g.vcpu.set(Reg::X(1), HOLE).unwrap();
+    let exit = g.run().unwrap();
+    let Exit::Nisv(iss, _) = exit else {
+        panic!("expected KVM_EXIT_ARM_NISV for ldp, got {exit:?}")
+    };
+    record("nisv.esr_iss.ldp", format!("{iss:#x}"));
+}
+
+#[test]
+fn probe_without_the_capability() {
+    let mut g = Guest::new(&[(0, STR_X0_X1_POST8), (4, B_SELF)], false);
+    g.vcpu.set(Reg::X(1), HOLE).unwrap();
+    let r = g.run();
+    record(
+        "nisv.without_cap",
+        match r {
+            Err(e) if e.errno() == libc::ENOSYS => "KVM_RUN fails with ENOSYS".to_string(),
+            Err(e) => format!("KVM_RUN fails with errno {}", e.errno()),
+            Ok(exit) => format!("KVM_RUN returns {exit:?}"),
+        },
+    );
+}
+
+#[test]
+fn probe_injected_abort_esr() {
+    let mut g = Guest::new(
+        &[
+            (0, STR_X0_X1_POST8),      // str x0, [x1], #8  -> NISV, injected
+            (4, B_SELF),               // b .
+            (HANDLER, MRS_X6_ESR_EL1), // mrs x6, esr_el1
+            (HANDLER + 4, STR_X6_X9),  // str x6, [x9]     -> MMIO exit with ESR_EL1
+            (HANDLER + 8, B_SELF),
+        ],
+        true,
+    );
+    g.vcpu.set(Reg::X(1), HOLE + 0x28).unwrap();
+    g.vcpu.set(Reg::X(9), HOLE + 0x2000).unwrap();
+    assert!(matches!(g.run().unwrap(), Exit::Nisv(..)));
+    ExtDabtInjector::new(&g.vm)
+        .unwrap()
+        .inject(&g.vcpu)
+        .unwrap();
+    let exit = g.run().unwrap();
+    let Exit::MmioWrite(_, esr) = exit else {
+        panic!("expected the handler's store, got {exit:?}")
+    };
+    record("inject.guest_esr_el1", format!("{esr:#x}"));
+    let far = g.vcpu.get(Reg::Sys(SysReg::FarEl1)).unwrap();
+    record(
+        "inject.guest_far_el1",
+        if far == HOLE + 0x28 {
+            "the faulting VA".to_string()
+        } else {
+            format!("{far:#x}")
+        },
+    );
+}
+
+#[test]
+fn probe_isv_load_sign_extension() {
+    // ldrsb x2, [x1]: ISV = 1, SSE = 1, a KVM_EXIT_MMIO read of 1 byte; userspace
+    // answers 0x80 and KVM completes the load into x2.
+    let mut g = Guest::new(&[(0, LDRSB_X2_X1), (4, STR_X2_X9), (8, B_SELF)], true);
+    g.vcpu.set(Reg::X(1), HOLE).unwrap();
+    g.vcpu.set(Reg::X(9), HOLE + 0x1000).unwrap();
+    match g.vcpu.run() {
+        Ok(VcpuExit::MmioRead(addr, data)) => {
+            assert_eq!(addr, HOLE);
+            assert_eq!(data.len(), 1);
+            data[0] = 0x80;
+        }
+        other => panic!("expected an MMIO read, got {other:?}"),
+    }
+    let exit = g.run().unwrap();
+    let Exit::MmioWrite(_, x2) = exit else {
+        panic!("expected the store of x2, got {exit:?}")
+    };
+    record(
+        "mmio.ldrsb_0x80",
+        format!(
+            "x2 = {x2:#x} ({})",
+            if x2 == 0xffff_ffff_ffff_ff80 {
+                "sign-extended"
+            } else {
+                "not sign-extended"
+            }
+        ),
+    );
+}
+
+/// Inject an abort in answer to an ordinary KVM_EXIT_MMIO (a plain store), then
+/// see whether the handler ran from its first instruction. `clear_exit_reason`:
+/// what the VMM does (kvm_run.exit_reason = 0 before re-entering).
+fn inject_after_mmio(clear_exit_reason: bool) -> String {
+    let mut g = Guest::new(
+        &[
+            (0, STR_X0_X1),            // str x0, [x1]      -> KVM_EXIT_MMIO
+            (4, B_SELF),               // b .
+            (HANDLER, ADD_X10_X10_1),  // add x10, x10, #1
+            (HANDLER + 4, STR_X10_X9), // str x10, [x9]    -> MMIO exit with x10
+            (HANDLER + 8, B_SELF),
+        ],
+        true,
+    );
+    g.vcpu.set(Reg::X(1), HOLE).unwrap();
+    g.vcpu.set(Reg::X(9), HOLE + 0x2000).unwrap();
+    g.vcpu.set(Reg::X(10), 0).unwrap();
+    assert!(matches!(g.run().unwrap(), Exit::MmioWrite(HOLE, _)));
+    ExtDabtInjector::new(&g.vm)
+        .unwrap()
+        .inject(&g.vcpu)
+        .unwrap();
+    if clear_exit_reason {
+        g.vcpu.get_kvm_run().exit_reason = 0;
+    }
+    match g.run().unwrap() {
+        Exit::MmioWrite(a, 1) if a == HOLE + 0x2000 => {
+            "handler runs from its first instruction".into()
+        }
+        Exit::MmioWrite(a, 0) if a == HOLE + 0x2000 => {
+            "the next KVM_RUN completes the MMIO: first handler instruction skipped".into()
+        }
+        other => format!("unexpected: {other:?}"),
+    }
+}
+
+#[test]
+fn probe_injection_after_mmio_exit() {
+    record("inject_after_mmio.plain", inject_after_mmio(false));
+    record(
+        "inject_after_mmio.exit_reason_cleared",
+        inject_after_mmio(true),
+    );
+}
+
+#[test]
+fn probe_dczid() {
+    let mut g = Guest::new(&[(0, MRS_X0_DCZID_EL0), (4, STR_X0_X1), (8, B_SELF)], true);
+    g.vcpu.set(Reg::X(1), HOLE).unwrap();
+    let fd = g.vcpu.as_raw_fd();
+    let mut raw = RawVcpuFd::new(unsafe { BorrowedFd::borrow_raw(fd) });
+    record(
+        "dczid.one_reg",
+        match raw.get(Reg::Sys(SysReg::DczidEl0)) {
+            Ok(v) => format!("{v:#x}"),
+            Err(kvm_nisv::regs::RegError::Ioctl { source, .. }) => {
+                format!("errno {} ({source})", source.errno())
+            }
+            Err(e) => format!("error: {e}"),
+        },
+    );
+    let exit = g.run().unwrap();
+    let Exit::MmioWrite(_, guest) = exit else {
+        panic!("expected the store of DCZID_EL0, got {exit:?}")
+    };
+    let host = dczid::host_dczid().unwrap();
+    record(
+        "dczid.guest_vs_host",
+        format!("guest {guest:#x}, VMM {host:#x}"),
+    );
+}
