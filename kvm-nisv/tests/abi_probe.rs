@@ -393,3 +393,154 @@ fn probe_dczid() {
         format!("guest {guest:#x}, VMM {host:#x}"),
     );
 }
+
+/// A physical address the emulated host's `-M virt` board leaves unassigned
+/// (between the virtio-mmio transports ending at 0x0a00_4000 and the platform
+/// bus at 0x0c00_0000): QEMU answers an access there with a bus error, which the
+/// CPU reports as a synchronous external abort.
+const UNASSIGNED_PA: u64 = 0x0b00_0000;
+/// Where the probe maps that page into the guest.
+const SEA_IPA: u64 = 0x2000_0000;
+const LDR_X0_X1: u32 = 0xf940_0020; // ldr x0, [x1]
+const STR_X0_X8: u32 = 0xf900_0100; // str x0, [x8]
+
+extern "C" fn wake(_: libc::c_int) {}
+
+/// Try to make the guest take a synchronous external abort that KVM forwards as
+/// KVM_EXIT_ARM_SEA: a memslot backed by /dev/mem at an unassigned physical
+/// address (a VM_PFNMAP mapping KVM maps as device memory at stage 2), read by
+/// the guest. Records what happened instead if the exit does not come.
+#[test]
+fn probe_sea_exit() {
+    // The kernel's view of the CPU: does it see FEAT_RAS? kvm_handle_guest_sea()
+    // leaves every SEA to the host (an SError for the guest) without it.
+    let mut buf = vec![0u8; 1 << 20];
+    let n = unsafe { libc::klogctl(3, buf.as_mut_ptr().cast(), buf.len() as libc::c_int) };
+    let klog = String::from_utf8_lossy(&buf[..n.max(0) as usize]).into_owned();
+    record(
+        "sea.host_ras",
+        if klog.contains("RAS Extension Support") {
+            "kernel detected FEAT_RAS"
+        } else {
+            "no FEAT_RAS in the kernel log"
+        },
+    );
+    let mut g = Guest::new(
+        &[
+            (0, LDR_X0_X1),            // ldr x0, [x1]     (x1 = SEA_IPA)
+            (4, STR_X0_X8),            // str x0, [x8]     -> MMIO exit if the load completed
+            (8, B_SELF),               // b .
+            (HANDLER, MRS_X6_ESR_EL1), // mrs x6, esr_el1  (the guest's own vector)
+            (HANDLER + 4, STR_X6_X9),  // str x6, [x9]     -> MMIO exit with ESR_EL1
+            (HANDLER + 8, B_SELF),
+        ],
+        true,
+    );
+    let sea_cap = cap::check_extension(&g.vm, Cap::ArmSeaToUser).unwrap();
+    if sea_cap > 0 {
+        cap::enable_sea_to_user(&g.vm).unwrap();
+    }
+    let mem = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/mem");
+    let mem = match mem {
+        Ok(f) => f,
+        Err(e) => {
+            record("sea.live", format!("cannot open /dev/mem: {e}"));
+            return;
+        }
+    };
+    let len = 0x1_0000usize;
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            mem.as_raw_fd(),
+            UNASSIGNED_PA as libc::off_t,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        record(
+            "sea.live",
+            format!(
+                "mmap of /dev/mem at {UNASSIGNED_PA:#x} refused: {}",
+                std::io::Error::last_os_error()
+            ),
+        );
+        return;
+    }
+    let region = kvm_userspace_memory_region {
+        slot: 1,
+        guest_phys_addr: SEA_IPA,
+        memory_size: len as u64,
+        userspace_addr: p as u64,
+        flags: 0,
+    };
+    if let Err(e) = unsafe { g.vm.set_user_memory_region(region) } {
+        record("sea.live", format!("memslot over /dev/mem refused: {e}"));
+        unsafe { libc::munmap(p, len) };
+        return;
+    }
+    g.vcpu.set(Reg::X(1), SEA_IPA + 0x40).unwrap();
+    g.vcpu.set(Reg::X(8), HOLE + 0x3000).unwrap();
+    g.vcpu.set(Reg::X(9), HOLE + 0x2000).unwrap();
+    // A watchdog: if the vCPU never exits, a signal interrupts KVM_RUN (EINTR).
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = wake as *const () as usize;
+        libc::sigaction(libc::SIGUSR2, &sa, std::ptr::null_mut());
+    }
+    // pthread_t is a pointer on musl: carry it as an integer.
+    let me = unsafe { libc::pthread_self() } as usize;
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let d2 = done.clone();
+    let dog = std::thread::spawn(move || {
+        for _ in 0..100 {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            if d2.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
+        }
+        unsafe { libc::pthread_kill(me as libc::pthread_t, libc::SIGUSR2) };
+    });
+    let r = g.vcpu.run();
+    let outcome = match r {
+        Ok(VcpuExit::Unsupported(41)) => match ArmAbortExit::from_kvm_run(g.vcpu.get_kvm_run()) {
+            Some(ArmAbortExit::Sea(s)) => format!("KVM_EXIT_ARM_SEA: {s}"),
+            other => format!("exit 41 parsed as {other:?}"),
+        },
+        Ok(VcpuExit::MmioWrite(addr, data)) => {
+            let mut b = [0u8; 8];
+            b[..data.len().min(8)].copy_from_slice(&data[..data.len().min(8)]);
+            let v = u64::from_le_bytes(b);
+            if addr == HOLE + 0x2000 {
+                format!(
+                    "no exit: the guest took the abort at EL1 itself (ESR_EL1 {v:#x}), \
+                     it never reached KVM"
+                )
+            } else {
+                format!("no abort: the load completed with {v:#x}")
+            }
+        }
+        Ok(other) => format!("KVM_RUN returned {other:?}"),
+        Err(e) if e.errno() == libc::EINTR => {
+            let pc = g.vcpu.get(Reg::Pc).unwrap_or(0);
+            format!("no exit within 10 s (PC {pc:#x})")
+        }
+        Err(e) => format!("KVM_RUN failed: {e}"),
+    };
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _ = dog.join();
+    record(
+        "sea.live",
+        format!(
+            "SEA_TO_USER {}: {outcome}",
+            if sea_cap > 0 { "enabled" } else { "absent" }
+        ),
+    );
+    drop(g);
+    unsafe { libc::munmap(p, len) };
+}
