@@ -61,9 +61,13 @@ struct Guest {
 
 impl Guest {
     fn new(code: &[(u64, u32)], enable_nisv: bool) -> Guest {
+        Self::with_ipa(code, enable_nisv, IPA_BITS)
+    }
+
+    fn with_ipa(code: &[(u64, u32)], enable_nisv: bool, ipa_bits: u32) -> Guest {
         let kvm = Kvm::new().expect("open /dev/kvm");
         let vm = kvm
-            .create_vm_with_ipa_size(IPA_BITS)
+            .create_vm_with_ipa_size(ipa_bits)
             .expect("KVM_CREATE_VM");
         if enable_nisv {
             cap::enable_nisv_to_user(&vm).expect("enable KVM_CAP_ARM_NISV_TO_USER");
@@ -406,6 +410,33 @@ const STR_X0_X8: u32 = 0xf900_0100; // str x0, [x8]
 
 extern "C" fn wake(_: libc::c_int) {}
 
+/// One KVM_RUN that a signal interrupts (EINTR) if the vCPU has not exited after
+/// `tenths` tenths of a second.
+fn run_with_watchdog(vcpu: &mut VcpuFd, tenths: u32) -> Result<VcpuExit<'_>, kvm_ioctls::Error> {
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = wake as *const () as usize;
+        libc::sigaction(libc::SIGUSR2, &sa, std::ptr::null_mut());
+    }
+    // pthread_t is a pointer on musl: carry it as an integer.
+    let me = unsafe { libc::pthread_self() } as usize;
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let d2 = done.clone();
+    let dog = std::thread::spawn(move || {
+        for _ in 0..tenths {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            if d2.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
+        }
+        unsafe { libc::pthread_kill(me as libc::pthread_t, libc::SIGUSR2) };
+    });
+    let r = vcpu.run();
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _ = dog.join();
+    r
+}
+
 /// Try to make the guest take a synchronous external abort that KVM forwards as
 /// KVM_EXIT_ARM_SEA: a memslot backed by /dev/mem at an unassigned physical
 /// address (a VM_PFNMAP mapping KVM maps as device memory at stage 2), read by
@@ -487,26 +518,7 @@ fn probe_sea_exit() {
     g.vcpu.set(Reg::X(1), SEA_IPA + 0x40).unwrap();
     g.vcpu.set(Reg::X(8), HOLE + 0x3000).unwrap();
     g.vcpu.set(Reg::X(9), HOLE + 0x2000).unwrap();
-    // A watchdog: if the vCPU never exits, a signal interrupts KVM_RUN (EINTR).
-    unsafe {
-        let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = wake as *const () as usize;
-        libc::sigaction(libc::SIGUSR2, &sa, std::ptr::null_mut());
-    }
-    // pthread_t is a pointer on musl: carry it as an integer.
-    let me = unsafe { libc::pthread_self() } as usize;
-    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let d2 = done.clone();
-    let dog = std::thread::spawn(move || {
-        for _ in 0..100 {
-            std::thread::sleep(std::time::Duration::from_millis(100));
-            if d2.load(std::sync::atomic::Ordering::SeqCst) {
-                return;
-            }
-        }
-        unsafe { libc::pthread_kill(me as libc::pthread_t, libc::SIGUSR2) };
-    });
-    let r = g.vcpu.run();
+    let r = run_with_watchdog(&mut g.vcpu, 100);
     let outcome = match r {
         Ok(VcpuExit::Unsupported(41)) => match ArmAbortExit::from_kvm_run(g.vcpu.get_kvm_run()) {
             Some(ArmAbortExit::Sea(s)) => format!("KVM_EXIT_ARM_SEA: {s}"),
@@ -532,8 +544,6 @@ fn probe_sea_exit() {
         }
         Err(e) => format!("KVM_RUN failed: {e}"),
     };
-    done.store(true, std::sync::atomic::Ordering::SeqCst);
-    let _ = dog.join();
     record(
         "sea.live",
         format!(
@@ -543,4 +553,43 @@ fn probe_sea_exit() {
     );
     drop(g);
     unsafe { libc::munmap(p, len) };
+}
+
+/// Does a guest run at all with each IPA size? On the emulated 16 KiB-page hosts
+/// a VM with the host's maximum (52 bits with QEMU's LPA2) never ran its first
+/// instruction; this finds the threshold. Not on 7.x: tearing down a VM with a
+/// large IPA space there walks all of it (minutes at 52 bits on 16 KiB pages).
+#[test]
+fn probe_ipa_sizes() {
+    let rel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let major: u32 = rel
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0);
+    let kvm = Kvm::new().unwrap();
+    let max = kvm.get_host_ipa_limit() as u32;
+    if major >= 7 {
+        record(
+            "ipa.runs",
+            format!(
+                "not probed on Linux {major}.x (teardown of a {max}-bit VM walks the whole IPA space)"
+            ),
+        );
+        return;
+    }
+    let mut out = Vec::new();
+    let mut sizes = vec![40, 44, 48, max.saturating_sub(1), max];
+    sizes.retain(|&b| (32..=max).contains(&b));
+    sizes.dedup();
+    for bits in sizes {
+        let mut g = Guest::with_ipa(&[(0, STR_X0_X1), (4, B_SELF)], true, bits);
+        g.vcpu.set(Reg::X(1), HOLE).unwrap();
+        let ok = matches!(
+            run_with_watchdog(&mut g.vcpu, 50),
+            Ok(VcpuExit::MmioWrite(HOLE, _))
+        );
+        out.push(format!("{bits}: {}", if ok { "runs" } else { "stuck" }));
+    }
+    record("ipa.runs", out.join(", "));
 }
