@@ -132,7 +132,8 @@ impl KvmRunView for kvm_bindings::kvm_run {
         for (i, w) in words.iter_mut().enumerate() {
             let mut b = [0u8; 8];
             for (j, byte) in b.iter_mut().enumerate() {
-                *byte = pad[i * 8 + j] as u8;
+                // c_char is i8 on x86_64 and u8 on aarch64.
+                *byte = pad[i * 8 + j].to_ne_bytes()[0];
             }
             *w = u64::from_ne_bytes(b);
         }

@@ -581,6 +581,7 @@ fn probe_ipa_sizes() {
     let mut out = Vec::new();
     let mut sizes = vec![40, 44, 48, max.saturating_sub(1), max];
     sizes.retain(|&b| (32..=max).contains(&b));
+    sizes.sort_unstable();
     sizes.dedup();
     for bits in sizes {
         let mut g = Guest::with_ipa(&[(0, STR_X0_X1), (4, B_SELF)], true, bits);
