@@ -11,14 +11,19 @@
 #                                               Image (exit 1 if the archive has none)
 #   scripts/debian-archive.sh headers SERIES    print "PACKAGE VERSION" of the
 #                                               linux-libc-dev that carries SERIES
+#   scripts/debian-archive.sh source SERIES     print "PACKAGE VERSION" of linux-source-*
+#   scripts/debian-archive.sh candidates SERIES every Image package version, newest first
+#   scripts/debian-archive.sh fetch-image SERIES / fetch-headers SERIES
+#                                               download + unpack into the cache
 #   scripts/debian-archive.sh download PKG[=VER] DIR   apt-get download into DIR
 #   scripts/debian-archive.sh series            list the known series
 #   scripts/debian-archive.sh apt-get|apt-cache ARGS...   run apt with the private config
 #
 # The configuration lives in $DA_DIR = ${KVM_NISV_CACHE:-$HOME/.cache/kvm-nisv}/apt:
 # its own sources.list (bullseye, bookworm, trixie, sid, experimental and the
-# -security suites of the first three; `main`; arm64 only; the mirror URIs of the system's /etc/apt/sources.list.d/debian.sources or
-# /etc/apt/sources.list; signed by /usr/share/keyrings/debian-archive-keyring.gpg),
+# -security suites of the first three; `main`; arm64 only; the mirror URIs of the
+# system's /etc/apt/sources.list.d/debian.sources or /etc/apt/sources.list; signed
+# by /usr/share/keyrings/debian-archive-keyring.gpg),
 # its own lists/, cache/ and an empty preferences and sources.list.d. The system's
 # dpkg status is read (apt needs one) but nothing is installed with it: packages are
 # only downloaded and unpacked with dpkg-deb.
@@ -356,6 +361,6 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
         series) printf '%s\n' "${DA_SERIES[@]}" ;;
         apt-get) da_config && da_apt_get "$@" ;;
         apt-cache) da_config && da_apt_cache "$@" ;;
-        *) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; [ -z "$cmd" ] || [ "$cmd" = -h ] || [ "$cmd" = --help ] || exit 2 ;;
+        *) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; [ -z "$cmd" ] || [ "$cmd" = -h ] || [ "$cmd" = --help ] || exit 2 ;;
     esac
 fi
