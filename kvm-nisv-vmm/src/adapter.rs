@@ -45,27 +45,18 @@ pub struct KvmNisvEmulator {
 impl KvmNisvEmulator {
     /// A fresh emulator (one per vCPU).
     ///
-    /// On an arm64 host it is given the host's DCZID_EL0: KVM does not expose
-    /// that register through `KVM_GET_ONE_REG` (ENOENT on 6.1 and 6.12) and does
-    /// not trap it, so the guest reads the hardware value, which is the host's.
+    /// On an arm64 host it is given the host's DCZID_EL0
+    /// (`kvm_nisv::dczid::host_dczid`): KVM does not expose that register through
+    /// `KVM_GET_ONE_REG` (ENOENT) and does not trap it, so the guest reads the
+    /// hardware value, which is the host's (see `kvm_nisv::dczid`).
     pub fn new() -> Self {
         let inner = kvm_nisv::emulate::Emulator::new();
-        #[cfg(target_arch = "aarch64")]
-        let inner = inner.with_dczid(host_dczid());
+        let inner = match kvm_nisv::dczid::host_dczid() {
+            Some(d) => inner.with_dczid(d),
+            None => inner,
+        };
         KvmNisvEmulator { inner }
     }
-}
-
-/// DCZID_EL0 of the host CPU (readable at EL0).
-#[cfg(target_arch = "aarch64")]
-pub fn host_dczid() -> u64 {
-    let v: u64;
-    // SAFETY: MRS of DCZID_EL0 reads an identification register that EL0 may access
-    // (Arm ARM D23.2 DCZID_EL0); no memory or other state is touched.
-    unsafe {
-        std::arch::asm!("mrs {}, dczid_el0", out(reg) v, options(nomem, nostack, preserves_flags))
-    };
-    v
 }
 
 impl Default for KvmNisvEmulator {

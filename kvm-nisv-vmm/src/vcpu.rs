@@ -212,7 +212,15 @@ fn mmio(
                 len,
                 write.is_some(),
             );
-            apply(ctx.nisv, vcpu, act)
+            // The access did not happen: KVM must not complete it. Before Linux
+            // 5.11, `KVM_SET_VCPU_EVENTS` entered the abort at once (PC at the
+            // vector) and the next `KVM_RUN` still completed the MMIO access
+            // (`kvm_handle_mmio_return()` runs whenever `exit_reason ==
+            // KVM_EXIT_MMIO`), writing the load's register and skipping the
+            // handler's first instruction. From 5.11 the exception stays pending
+            // and the completion returns early for it, so clearing `exit_reason`
+            // changes nothing there (docs/compatibility.md).
+            redirected(apply(ctx.nisv, vcpu, act))
         }
         // A device that rejects an access: logged by the bus, the guest reads zeros.
         Err(_) => ExitAction::Continue,
@@ -642,7 +650,9 @@ mod tests {
                     data: &mut d
                 }
             ),
-            ExitAction::Continue
+            // KVM must not complete the load (on Linux 5.10 it would skip the
+            // handler's first instruction).
+            ExitAction::Redirected
         );
         assert_eq!(d, [0; 4]);
         assert_eq!(v.injected, 1);

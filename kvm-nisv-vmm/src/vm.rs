@@ -117,6 +117,20 @@ fn setup_vcpu(vm: &VmFd, index: u64, entry: u64, dtb: u64) -> Result<(VcpuFd, u6
     Ok((vcpu, u64::from_le_bytes(b)))
 }
 
+/// The IPA size to ask KVM for (`KVM_VM_TYPE_ARM_IPA_SIZE`): enough for guest
+/// addresses below `top`, at least 40 bits (KVM's default for VM type 0, so
+/// guests see the same address-size behaviour as with a type-0 VM).
+///
+/// Not the host's maximum, which kvm-ioctls' `create_vm()` asks for: with
+/// QEMU's `-cpu max` (LPA2) that is 52 bits, and on 16 KiB-page hosts in the
+/// emulated arm64 host a 52-bit VM never runs its first instruction; since
+/// Linux 7.x tearing a VM down also walks its whole IPA space (10 ms at 40 bits,
+/// ~10 s at 52 on 4 KiB pages). See docs/compatibility.md.
+pub fn ipa_bits_for(top: u64) -> u32 {
+    let needed = 64 - top.saturating_sub(1).leading_zeros();
+    needed.max(40)
+}
+
 /// Boot the kernel described by `args` and run until the guest powers off or the
 /// VMM is told to stop; returns the process exit status.
 pub fn run(args: &RunArgs) -> i32 {
@@ -133,9 +147,10 @@ pub fn run(args: &RunArgs) -> i32 {
         Ok(k) => k,
         Err(e) => fail!("cannot open /dev/kvm: {e}"),
     };
-    let vm = match kvm.create_vm() {
+    let ipa_bits = ipa_bits_for(RAM_BASE.saturating_add(args.mem));
+    let vm = match kvm.create_vm_with_ipa_size(ipa_bits) {
         Ok(v) => v,
-        Err(e) => fail!("KVM_CREATE_VM: {e}"),
+        Err(e) => fail!("KVM_CREATE_VM with a {ipa_bits}-bit IPA space: {e}"),
     };
     let (has_nisv, has_dabt) = nisv_caps(&vm);
     if has_nisv {
@@ -414,5 +429,20 @@ fn finish(
                 e.value
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod ipa_tests {
+    use super::*;
+
+    #[test]
+    fn ipa_bits_cover_ram_and_never_go_below_kvms_default() {
+        assert_eq!(ipa_bits_for(RAM_BASE + DEFAULT_RAM_SIZE), 40);
+        assert_eq!(ipa_bits_for(1 << 40), 40);
+        assert_eq!(ipa_bits_for((1 << 40) + 1), 41);
+        assert_eq!(ipa_bits_for(1 << 44), 44);
+        assert_eq!(ipa_bits_for(u64::MAX), 64);
+        assert_eq!(ipa_bits_for(0), 40);
     }
 }

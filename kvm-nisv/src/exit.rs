@@ -23,6 +23,27 @@
 //! in `kvm_ioctls`) reads the payload from the vCPU's mapped
 //! `kvm_run`. Without the capability the same abort makes `KVM_RUN` fail with
 //! `ENOSYS`; `RunError::from_errno` (feature `kvm`) names the cause.
+//!
+//! Linux 7.2 added two more arm64 abort exits, parsed by [`ArmAbortExit`] from
+//! any [`KvmRunView`] (no kvm-ioctls needed):
+//!
+//! * `KVM_EXIT_ARM_LDST64B` (42): `io_mem_abort()` (`arch/arm64/kvm/mmio.c`, 7.2)
+//!   returns it for an abort WITH a valid syndrome outside every memslot whose
+//!   DFSC is a translation, access flag or permission fault (0b000100..=0b001111,
+//!   or 0b101010..=0b101011) and whose ESR_EL2.LST (bits 12:11) is non-zero, i.e.
+//!   an `LD64B`/`ST64B`/`ST64BV`/`ST64BV0` (FEAT_LS64) that userspace must emulate.
+//!   Same `arm_nisv` payload as NISV, but `esr_iss = ESR_EL2 & !ESR_ELx_FSC`: the
+//!   WHOLE 64-bit syndrome (EC, IL, ISV, SAS/SRT/..., LST, ISS2 with the `Xs`
+//!   register of `ST64BV*`) with only DFSC (bits 5:0) cleared, not the NISV mask
+//!   ([`Ldst64bExit`]).
+//! * `KVM_EXIT_ARM_SEA` (41): `kvm_handle_guest_sea()` (`arch/arm64/kvm/mmu.c`, 7.2)
+//!   returns it for a synchronous external abort taken from the guest when the VM
+//!   enabled `KVM_CAP_ARM_SEA_TO_USER` (245), the host has FEAT_RAS, APEI did not
+//!   claim the error and the host does not own it (`host_owns_sea()`). Its own
+//!   `arm_sea` payload ([`SeaExit`]): `esr = ESR_EL2 & (EC | IL | FnV | EA | CM |
+//!   WnR | FSC, plus SET if the VM has RAS)`, `gva` = FAR_EL2 unless FnV, `gpa` =
+//!   HPFAR_EL2's page-aligned IPA with `KVM_EXIT_ARM_SEA_FLAG_GPA_VALID` when the
+//!   kernel has one.
 
 use core::fmt;
 
@@ -36,6 +57,16 @@ use crate::esr::NisvIss;
 /// `KVM_EXIT_ARM_NISV`.
 pub const KVM_EXIT_ARM_NISV: u32 = kvm_nisv_sys::KVM_EXIT_ARM_NISV;
 
+/// `KVM_EXIT_ARM_SEA` (41, Linux 7.2+), from the generated bindings.
+pub const KVM_EXIT_ARM_SEA: u32 = kvm_nisv_sys::KVM_EXIT_ARM_SEA;
+
+/// `KVM_EXIT_ARM_LDST64B` (42, Linux 7.2+), from the generated bindings.
+pub const KVM_EXIT_ARM_LDST64B: u32 = kvm_nisv_sys::KVM_EXIT_ARM_LDST64B;
+
+/// `KVM_EXIT_ARM_SEA_FLAG_GPA_VALID`: `arm_sea.gpa` holds the faulting IPA.
+pub const KVM_EXIT_ARM_SEA_FLAG_GPA_VALID: u64 =
+    kvm_nisv_sys::KVM_EXIT_ARM_SEA_FLAG_GPA_VALID as u64;
+
 /// Read access to the parts of a `struct kvm_run` this module needs.
 ///
 /// Implemented for `kvm_nisv_sys::kvm_run` and for kvm-bindings' `kvm_run`
@@ -48,6 +79,14 @@ pub trait KvmRunView {
     /// reason (the union member is plain integers, so any content is a valid
     /// value; it is only meaningful when `exit_reason` is 28).
     fn arm_nisv_raw(&self) -> (u64, u64);
+    /// `kvm_run.arm_sea.{flags, esr, gva, gpa}` (the first four `u64`s of the exit
+    /// union), read without checking the exit reason; meaningful when
+    /// `exit_reason` is 41. `None` (the default) if the binding cannot express it;
+    /// [`ArmAbortExit::from_kvm_run`] then reports the exit as
+    /// [`ArmAbortExit::SeaUnreadable`].
+    fn arm_sea_raw(&self) -> Option<[u64; 4]> {
+        None
+    }
 }
 
 impl KvmRunView for kvm_nisv_sys::kvm_run {
@@ -61,6 +100,13 @@ impl KvmRunView for kvm_nisv_sys::kvm_run {
         // when another member was written last.
         let n = unsafe { self.__bindgen_anon_1.arm_nisv };
         (n.esr_iss, n.fault_ipa)
+    }
+
+    fn arm_sea_raw(&self) -> Option<[u64; 4]> {
+        // SAFETY: `arm_sea` is a member of the exit union made of four u64s;
+        // every bit pattern is a valid value.
+        let s = unsafe { self.__bindgen_anon_1.arm_sea };
+        Some([s.flags, s.esr, s.gva, s.gpa])
     }
 }
 
@@ -117,6 +163,210 @@ impl fmt::Display for NisvExit {
             "data abort without valid syndrome at IPA {:#x}: {}",
             self.fault_ipa, self.iss
         )
+    }
+}
+
+/// A parsed `KVM_EXIT_ARM_LDST64B` exit (Linux 7.2+): a FEAT_LS64 single-copy
+/// atomic 64-byte access (`LD64B`, `ST64B`, `ST64BV`, `ST64BV0`) outside every
+/// memslot, which userspace must emulate in full.
+///
+/// The payload is `arm_nisv`, but the kernel fills `esr_iss` with ESR_EL2 minus
+/// its DFSC bits (`esr & ~ESR_ELx_FSC`, `io_mem_abort()`, `arch/arm64/kvm/mmio.c`),
+/// so unlike [`NisvExit`] the syndrome is complete: ISV is 1, SRT names the data
+/// register (`Xt`, the first of eight), LST (bits 12:11) the instruction and ISS2
+/// bits 36:32 the status register `Xs` of `ST64BV`/`ST64BV0`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Ldst64bExit {
+    /// ESR_EL2 with bits 5:0 (DFSC) cleared, as the kernel passes it.
+    pub esr: u64,
+    /// The faulting IPA (HPFAR_EL2 | FAR_EL2\[11:0\], as for NISV).
+    pub fault_ipa: u64,
+}
+
+/// ESR_ELx.LST (bits 12:11) of a data abort: which FEAT_LS64 instruction faulted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Ls64Type {
+    /// 0b01: `ST64BV` (store, status result in `Xs`).
+    St64bv,
+    /// 0b10: `LD64B` or `ST64B` (WnR tells which).
+    Ld64bOrSt64b,
+    /// 0b11: `ST64BV0` (store with ACCDATA_EL1, status in `Xs`).
+    St64bv0,
+}
+
+impl Ldst64bExit {
+    /// Build from the raw `arm_nisv` payload of exit 42.
+    pub const fn new(esr_iss: u64, fault_ipa: u64) -> Self {
+        Ldst64bExit {
+            esr: esr_iss,
+            fault_ipa,
+        }
+    }
+
+    /// The syndrome as an [`Esr`](crate::esr::Esr) (DFSC reads as 0).
+    pub const fn esr(&self) -> crate::esr::Esr {
+        crate::esr::Esr(self.esr)
+    }
+
+    /// LST, ESR bits 12:11; `None` for 0b00 (the kernel never sends that).
+    pub const fn ls64_type(&self) -> Option<Ls64Type> {
+        match (self.esr >> 11) & 0b11 {
+            0b01 => Some(Ls64Type::St64bv),
+            0b10 => Some(Ls64Type::Ld64bOrSt64b),
+            0b11 => Some(Ls64Type::St64bv0),
+            _ => None,
+        }
+    }
+
+    /// WnR (bit 6): a store.
+    pub const fn is_write(&self) -> bool {
+        self.esr & (1 << 6) != 0
+    }
+
+    /// SRT (bits 20:16): the first of the eight data registers.
+    pub const fn srt(&self) -> u8 {
+        ((self.esr >> 16) & 0x1f) as u8
+    }
+
+    /// ISS2.Xs (bits 36:32): the status register of `ST64BV`/`ST64BV0`.
+    pub const fn xs(&self) -> u8 {
+        ((self.esr >> 32) & 0x1f) as u8
+    }
+}
+
+impl fmt::Debug for Ldst64bExit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ldst64bExit")
+            .field("esr", &format_args!("{:#x}", self.esr))
+            .field("fault_ipa", &format_args!("{:#x}", self.fault_ipa))
+            .finish()
+    }
+}
+
+/// A parsed `KVM_EXIT_ARM_SEA` exit (Linux 7.2+, `KVM_CAP_ARM_SEA_TO_USER`
+/// enabled): the guest took a synchronous external abort that the host does not
+/// handle itself.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SeaExit {
+    /// `arm_sea.flags` (bit 0: [`KVM_EXIT_ARM_SEA_FLAG_GPA_VALID`]; other bits are
+    /// kept as the kernel wrote them).
+    pub flags: u64,
+    /// `arm_sea.esr`: ESR_EL2 masked to EC, IL, FnV, EA, CM, WnR, DFSC (and SET
+    /// if the VM has FEAT_RAS).
+    pub esr: u64,
+    /// `arm_sea.gva`: FAR_EL2, the faulting virtual address (0 when FnV is set).
+    pub gva: u64,
+    /// `arm_sea.gpa`: the faulting IPA, page-aligned (HPFAR_EL2); only
+    /// meaningful when [`SeaExit::gpa`] returns `Some`.
+    pub raw_gpa: u64,
+}
+
+impl SeaExit {
+    /// Build from the raw `arm_sea` payload.
+    pub const fn new(flags: u64, esr: u64, gva: u64, gpa: u64) -> Self {
+        SeaExit {
+            flags,
+            esr,
+            gva,
+            raw_gpa: gpa,
+        }
+    }
+
+    /// The syndrome as an [`Esr`](crate::esr::Esr).
+    pub const fn esr(&self) -> crate::esr::Esr {
+        crate::esr::Esr(self.esr)
+    }
+
+    /// The faulting IPA, if the kernel set `KVM_EXIT_ARM_SEA_FLAG_GPA_VALID`.
+    pub const fn gpa(&self) -> Option<u64> {
+        if self.flags & KVM_EXIT_ARM_SEA_FLAG_GPA_VALID != 0 {
+            Some(self.raw_gpa)
+        } else {
+            None
+        }
+    }
+
+    /// The faulting virtual address, unless FnV (ESR bit 10) says FAR is not valid.
+    pub const fn gva(&self) -> Option<u64> {
+        if self.esr & (1 << 10) != 0 {
+            None
+        } else {
+            Some(self.gva)
+        }
+    }
+}
+
+impl fmt::Debug for SeaExit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SeaExit")
+            .field("flags", &format_args!("{:#x}", self.flags))
+            .field("esr", &format_args!("{:#x}", self.esr))
+            .field("gva", &format_args!("{:#x}", self.gva))
+            .field("gpa", &format_args!("{:#x}", self.raw_gpa))
+            .finish()
+    }
+}
+
+impl fmt::Display for SeaExit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "synchronous external abort (ESR {:#x})", self.esr)?;
+        if let Some(va) = self.gva() {
+            write!(f, " at VA {va:#x}")?;
+        }
+        if let Some(ipa) = self.gpa() {
+            write!(f, ", IPA {ipa:#x}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The arm64 abort exits a VMM may have to handle after `KVM_RUN` returned 0.
+///
+/// `#[non_exhaustive]`: later kernels may add abort exits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ArmAbortExit {
+    /// `KVM_EXIT_ARM_NISV` (28): a data abort without a valid syndrome.
+    Nisv(NisvExit),
+    /// `KVM_EXIT_ARM_LDST64B` (42): a FEAT_LS64 64-byte access to emulate.
+    Ldst64b(Ldst64bExit),
+    /// `KVM_EXIT_ARM_SEA` (41): a synchronous external abort.
+    Sea(SeaExit),
+    /// `KVM_EXIT_ARM_SEA` from a [`KvmRunView`] that cannot read `arm_sea`.
+    SeaUnreadable,
+}
+
+impl ArmAbortExit {
+    /// The exit, if `run` holds one of the arm64 abort exits (`None` for every
+    /// other exit reason).
+    pub fn from_kvm_run<R: KvmRunView + ?Sized>(run: &R) -> Option<Self> {
+        match run.exit_reason() {
+            KVM_EXIT_ARM_NISV => {
+                let (esr_iss, fault_ipa) = run.arm_nisv_raw();
+                Some(ArmAbortExit::Nisv(NisvExit::new(esr_iss, fault_ipa)))
+            }
+            KVM_EXIT_ARM_LDST64B => {
+                let (esr_iss, fault_ipa) = run.arm_nisv_raw();
+                Some(ArmAbortExit::Ldst64b(Ldst64bExit::new(esr_iss, fault_ipa)))
+            }
+            KVM_EXIT_ARM_SEA => Some(match run.arm_sea_raw() {
+                Some([flags, esr, gva, gpa]) => {
+                    ArmAbortExit::Sea(SeaExit::new(flags, esr, gva, gpa))
+                }
+                None => ArmAbortExit::SeaUnreadable,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The exit reason number.
+    pub const fn exit_reason(&self) -> u32 {
+        match self {
+            ArmAbortExit::Nisv(_) => KVM_EXIT_ARM_NISV,
+            ArmAbortExit::Ldst64b(_) => KVM_EXIT_ARM_LDST64B,
+            ArmAbortExit::Sea(_) | ArmAbortExit::SeaUnreadable => KVM_EXIT_ARM_SEA,
+        }
     }
 }
 
@@ -181,6 +431,114 @@ mod tests {
         fn arm_nisv_raw(&self) -> (u64, u64) {
             (self.1, self.2)
         }
+    }
+
+    #[test]
+    fn newer_exit_numbers_come_from_the_headers() {
+        assert_eq!(KVM_EXIT_ARM_SEA, 41);
+        assert_eq!(KVM_EXIT_ARM_LDST64B, 42);
+        assert_eq!(KVM_EXIT_ARM_SEA_FLAG_GPA_VALID, 1);
+    }
+
+    #[test]
+    fn arm_abort_exit_kinds_from_a_sys_kvm_run() {
+        let mut run = kvm_nisv_sys::kvm_run {
+            exit_reason: KVM_EXIT_ARM_NISV,
+            ..Default::default()
+        };
+        run.__bindgen_anon_1.arm_nisv.esr_iss = 0x46;
+        run.__bindgen_anon_1.arm_nisv.fault_ipa = 0x1000_0008;
+        let e = ArmAbortExit::from_kvm_run(&run).unwrap();
+        assert_eq!(e, ArmAbortExit::Nisv(NisvExit::new(0x46, 0x1000_0008)));
+        assert_eq!(e.exit_reason(), 28);
+
+        // LDST64B: what io_mem_abort() writes for an ST64BV (LST 0b01) storing
+        // X4..X11 with status in X2: EC 0x24, IL, ISV, SAS 0b11, SRT 4, SF, WnR,
+        // DFSC cleared, ISS2.Xs = 2.
+        let esr: u64 = (0x24 << 26)
+            | (1 << 25)
+            | (1 << 24)
+            | (0b11 << 22)
+            | (4 << 16)
+            | (1 << 15)
+            | (0b01 << 11)
+            | (1 << 6)
+            | (2 << 32);
+        run.exit_reason = KVM_EXIT_ARM_LDST64B;
+        run.__bindgen_anon_1.arm_nisv.esr_iss = esr;
+        let ArmAbortExit::Ldst64b(l) = ArmAbortExit::from_kvm_run(&run).unwrap() else {
+            panic!("not LDST64B");
+        };
+        assert_eq!(l.ls64_type(), Some(Ls64Type::St64bv));
+        assert!(l.is_write());
+        assert_eq!(l.srt(), 4);
+        assert_eq!(l.xs(), 2);
+        assert_eq!(l.fault_ipa, 0x1000_0008);
+        assert_eq!(l.esr().ec_bits(), 0x24);
+        assert_eq!(
+            Ldst64bExit::new(0b10 << 11, 0).ls64_type(),
+            Some(Ls64Type::Ld64bOrSt64b)
+        );
+        assert_eq!(
+            Ldst64bExit::new(0b11 << 11, 0).ls64_type(),
+            Some(Ls64Type::St64bv0)
+        );
+        assert_eq!(Ldst64bExit::new(0, 0).ls64_type(), None);
+
+        // SEA with and without a valid GPA / FAR.
+        run.exit_reason = KVM_EXIT_ARM_SEA;
+        let sea_esr: u64 = (0x24 << 26) | (1 << 25) | 0x10;
+        run.__bindgen_anon_1.arm_sea.flags = KVM_EXIT_ARM_SEA_FLAG_GPA_VALID;
+        run.__bindgen_anon_1.arm_sea.esr = sea_esr;
+        run.__bindgen_anon_1.arm_sea.gva = 0xffff_0000_0000_1008;
+        run.__bindgen_anon_1.arm_sea.gpa = 0x4000_1000;
+        let ArmAbortExit::Sea(sea) = ArmAbortExit::from_kvm_run(&run).unwrap() else {
+            panic!("not SEA");
+        };
+        assert_eq!(sea.gpa(), Some(0x4000_1000));
+        assert_eq!(sea.gva(), Some(0xffff_0000_0000_1008));
+        assert_eq!(sea.esr().ec_bits(), 0x24);
+        assert_eq!(
+            sea.to_string(),
+            "synchronous external abort (ESR 0x92000010) at VA 0xffff000000001008, IPA 0x40001000"
+        );
+        run.__bindgen_anon_1.arm_sea.flags = 0;
+        run.__bindgen_anon_1.arm_sea.esr = sea_esr | (1 << 10); // FnV
+        let ArmAbortExit::Sea(sea) = ArmAbortExit::from_kvm_run(&run).unwrap() else {
+            panic!("not SEA");
+        };
+        assert_eq!((sea.gpa(), sea.gva()), (None, None));
+        run.exit_reason = kvm_nisv_sys::KVM_EXIT_MMIO;
+        assert_eq!(ArmAbortExit::from_kvm_run(&run), None);
+        // A view without arm_sea support says so instead of inventing values.
+        assert_eq!(
+            ArmAbortExit::from_kvm_run(&FakeRun(41, 0, 0)),
+            Some(ArmAbortExit::SeaUnreadable)
+        );
+    }
+
+    #[cfg(feature = "kvm-ioctls")]
+    #[test]
+    fn arm_sea_from_a_kvm_bindings_kvm_run_reads_the_kernel_offsets() {
+        // kvm-bindings has no arm_sea member: write the words where the kernel
+        // puts them (union offset 0..32, i.e. kvm_run offsets 32..64).
+        let mut run = kvm_bindings::kvm_run {
+            exit_reason: 41,
+            ..Default::default()
+        };
+        let words = [1u64, 0x9200_0010, 0x1234, 0x4000_0000];
+        let mut padding = [0; 256];
+        for (i, w) in words.iter().enumerate() {
+            for (j, b) in w.to_ne_bytes().iter().enumerate() {
+                padding[i * 8 + j] = *b as _;
+            }
+        }
+        run.__bindgen_anon_1.padding = padding;
+        let e = ArmAbortExit::from_kvm_run(&run).unwrap();
+        assert_eq!(
+            e,
+            ArmAbortExit::Sea(SeaExit::new(1, 0x9200_0010, 0x1234, 0x4000_0000))
+        );
     }
 
     #[test]

@@ -85,23 +85,37 @@ pub trait VmFdNisvExt {
     /// harmless (the kernel sets a flag); it cannot be disabled.
     fn enable_nisv_to_user(&self) -> Result<(), CapError>;
 
+    /// Enable `KVM_CAP_ARM_SEA_TO_USER` (Linux 7.2+): synchronous external
+    /// aborts the host does not own exit with `KVM_EXIT_ARM_SEA`
+    /// ([`crate::exit::SeaExit`]) instead of KVM injecting them. Checks the
+    /// capability first ([`CapError::Missing`] on 6.12 and older).
+    fn enable_sea_to_user(&self) -> Result<(), CapError>;
+
     /// [`ExtDabtInjector::new`] on this VM.
     fn ext_dabt_injector(&self) -> Result<ExtDabtInjector, CapError>;
 }
 
+/// `KVM_ENABLE_CAP` of a capability without arguments, after checking it.
+fn enable(vm: &VmFd, cap: Cap) -> Result<(), CapError> {
+    vm.require_nisv_cap(cap)?;
+    let arg = kvm_enable_cap {
+        cap: cap.number(),
+        ..Default::default()
+    };
+    vm.enable_cap(&arg).map_err(|e| CapError::Ioctl {
+        op: "KVM_ENABLE_CAP",
+        cap,
+        source: e.into(),
+    })
+}
+
 impl VmFdNisvExt for VmFd {
     fn enable_nisv_to_user(&self) -> Result<(), CapError> {
-        let cap = Cap::ArmNisvToUser;
-        self.require_nisv_cap(cap)?;
-        let arg = kvm_enable_cap {
-            cap: cap.number(),
-            ..Default::default()
-        };
-        self.enable_cap(&arg).map_err(|e| CapError::Ioctl {
-            op: "KVM_ENABLE_CAP",
-            cap,
-            source: e.into(),
-        })
+        enable(self, Cap::ArmNisvToUser)
+    }
+
+    fn enable_sea_to_user(&self) -> Result<(), CapError> {
+        enable(self, Cap::ArmSeaToUser)
     }
 
     fn ext_dabt_injector(&self) -> Result<ExtDabtInjector, CapError> {
@@ -210,6 +224,25 @@ impl KvmRunView for kvm_bindings::kvm_run {
         // when another member was written last.
         let n = unsafe { self.__bindgen_anon_1.arm_nisv };
         (n.esr_iss, n.fault_ipa)
+    }
+
+    fn arm_sea_raw(&self) -> Option<[u64; 4]> {
+        // kvm-bindings 0.14 predates `arm_sea`; read the same bytes (the first 32
+        // of the exit union, which the kernel's `arm_sea` occupies) through the
+        // union's `padding` member.
+        // SAFETY: `padding` is a c_char array member of the exit union; every bit
+        // pattern is a valid value.
+        let pad = unsafe { self.__bindgen_anon_1.padding };
+        let mut words = [0u64; 4];
+        for (i, w) in words.iter_mut().enumerate() {
+            let mut b = [0u8; 8];
+            for (j, byte) in b.iter_mut().enumerate() {
+                // c_char is i8 on x86_64 and u8 on aarch64.
+                *byte = pad[i * 8 + j].to_ne_bytes()[0];
+            }
+            *w = u64::from_ne_bytes(b);
+        }
+        Some(words)
     }
 }
 

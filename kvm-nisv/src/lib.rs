@@ -23,6 +23,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod cap;
+pub mod dczid;
 pub mod decode;
 pub mod emulate;
 pub mod errno;

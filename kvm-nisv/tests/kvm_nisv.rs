@@ -2,12 +2,15 @@
 // SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
 
 //! The NISV round trip on a real arm64 KVM (run by `scripts/arm64-host` inside
-//! Debian's 6.1 and 6.12 kernels, or natively on an arm64 host).
+//! Debian's 5.10 to 7.3 kernels, 4 KiB and 16 KiB pages, or natively on an arm64
+//! host).
 //!
-//! Each test builds a one-vCPU VM with 2 MiB of RAM at IPA 0x8000_0000 and no
-//! memslot at 0x1000_0000, loads a few hand-assembled instructions (each
-//! word's assembly is in the comment next to it; encodings checked with the
-//! disarm64 disassembler) and asserts what the kernel and the guest did.
+//! Each test builds a one-vCPU VM with a 40-bit IPA space, 2 MiB of RAM at IPA
+//! 0x8000_0000 and no memslot at 0x1000_0000, loads a few hand-assembled
+//! instructions (each word's assembly is in the comment next to it; encodings
+//! checked with the disarm64 disassembler) and asserts what the kernel and the
+//! guest did. Values that depend on the host (the stage-2 level of a translation
+//! fault, the page size) are derived from the host, not assumed.
 #![cfg(all(target_arch = "aarch64", feature = "kvm-ioctls"))]
 #![allow(clippy::undocumented_unsafe_blocks)]
 
@@ -16,8 +19,9 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 use kvm_bindings::{kvm_userspace_memory_region, kvm_vcpu_init};
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 use kvm_nisv::cap::{self, Cap, CapError, Support};
+use kvm_nisv::dczid::{self, DczidSource};
 use kvm_nisv::esr::{Dfsc, Esr, ExceptionClass};
-use kvm_nisv::exit::{KVM_EXIT_ARM_NISV, NisvExit, RunError};
+use kvm_nisv::exit::{ArmAbortExit, KVM_EXIT_ARM_NISV, NisvExit, RunError};
 use kvm_nisv::inject;
 use kvm_nisv::kvm_ioctls::{ExtDabtInjector, KvmNisvCaps, VmFdNisvExt};
 use kvm_nisv::one_reg::RawVcpuFd;
@@ -37,6 +41,64 @@ const RAM_SIZE: usize = 2 << 20;
 const HOLE: u64 = 0x1000_0000;
 /// PSTATE: EL1h (M = 0b0101) with D, A, I, F masked.
 const PSTATE_EL1H_DAIF: u64 = 0x3c5;
+/// The IPA size every test VM asks for (KVM_VM_TYPE_ARM_IPA_SIZE): what the
+/// addresses above need, and KVM's default for VM type 0. Not the host maximum
+/// (kvm-ioctls' `create_vm()`): a 52-bit VM never runs on the emulated 16 KiB-page
+/// hosts, and since 7.x its teardown walks the whole IPA space.
+const IPA_BITS: u32 = 40;
+
+/// The host's page size (KVM's stage-2 granule).
+fn host_page_size() -> u64 {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(p).expect("sysconf(_SC_PAGESIZE)")
+}
+
+/// The stage-2 level at which KVM's walk for `hole` finds no entry, when the
+/// only mapped IPA near it is `mapped` (the code page the guest ran from).
+///
+/// KVM's stage 2 uses the host's granule; with `ipa_bits` it starts at level
+/// `4 - (ipa_bits - 8) / (page_shift - 3)` (`stage2_pgtable_levels()`, up to 16
+/// concatenated tables at the start level). The walk descends while `hole` and
+/// `mapped` share a table entry; the first level where they differ has no
+/// entry for `hole`: a translation fault at that level.
+fn s2_translation_fault_level(page_size: u64, ipa_bits: u32, hole: u64, mapped: u64) -> u8 {
+    let page_shift = page_size.trailing_zeros();
+    let bits = page_shift - 3;
+    let levels = (ipa_bits - 8) / bits;
+    let start = 4 - levels;
+    for level in start..=3 {
+        let shift = page_shift + (3 - level) * bits;
+        if hole >> shift != mapped >> shift {
+            return level as u8;
+        }
+    }
+    panic!("{hole:#x} and {mapped:#x} share a page")
+}
+
+#[test]
+fn stage2_fault_levels_for_each_granule() {
+    // 4 KiB: level 1 (1 GiB entries: 0x1000_0000 in entry 0, RAM in entry 2).
+    assert_eq!(s2_translation_fault_level(4096, 40, HOLE, RAM_BASE), 1);
+    // 16 KiB: start level 2 (32 MiB entries: 8 vs 64).
+    assert_eq!(s2_translation_fault_level(16384, 40, HOLE, RAM_BASE), 2);
+    // 64 KiB: start level 2 (512 MiB entries: 0 vs 4).
+    assert_eq!(s2_translation_fault_level(65536, 40, HOLE, RAM_BASE), 2);
+    // Same 1 GiB entry on 4 KiB: the walk goes one level further.
+    assert_eq!(
+        s2_translation_fault_level(4096, 40, RAM_BASE + (64 << 20), RAM_BASE),
+        2
+    );
+}
+
+/// `uname -r` as (major, minor).
+fn kernel_version() -> (u32, u32) {
+    let rel = std::fs::read_to_string("/proc/sys/kernel/osrelease").expect("osrelease");
+    let mut it = rel.trim().split(['.', '-', '+', '~']);
+    let major = it.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+    let minor = it.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+    (major, minor)
+}
 
 // Instruction words.
 const STR_X0_X1_POST8: u32 = 0xf800_8420; // str x0, [x1], #8
@@ -60,7 +122,9 @@ impl Guest {
     /// EL1h with PC = RAM_BASE. `enable_nisv` enables the capability first.
     fn new(code: &[(u64, u32)], enable_nisv: bool) -> Guest {
         let kvm = Kvm::new().expect("open /dev/kvm");
-        let vm = kvm.create_vm().expect("KVM_CREATE_VM");
+        let vm = kvm
+            .create_vm_with_ipa_size(IPA_BITS)
+            .expect("KVM_CREATE_VM");
         if enable_nisv {
             vm.enable_nisv_to_user()
                 .expect("enable KVM_CAP_ARM_NISV_TO_USER");
@@ -148,10 +212,10 @@ enum Exit {
 #[test]
 fn capabilities_on_system_and_vm_fds_and_enable() {
     let kvm = Kvm::new().unwrap();
-    // Every kernel of the suite answers 1 for both capabilities.
+    // Every kernel from 5.10 to 7.3 answers 1 for both capabilities.
     assert_eq!(kvm.check_nisv_cap(Cap::ArmNisvToUser).unwrap(), 1);
     assert_eq!(kvm.check_nisv_cap(Cap::ArmInjectExtDabt).unwrap(), 1);
-    let vm = kvm.create_vm().unwrap();
+    let vm = kvm.create_vm_with_ipa_size(IPA_BITS).unwrap();
     assert_eq!(vm.check_nisv_cap(Cap::ArmNisvToUser).unwrap(), 1);
     assert_eq!(vm.check_nisv_cap(Cap::ArmInjectExtDabt).unwrap(), 1);
     assert_eq!(vm.nisv_support().unwrap(), Support::new(true, true));
@@ -180,6 +244,26 @@ fn capabilities_on_system_and_vm_fds_and_enable() {
         cap::enable_nisv_to_user(&fd(&vm)).unwrap();
     }
 
+    // KVM_CAP_ARM_SEA_TO_USER: absent up to 6.12, 1 on system and VM fds from 7.2
+    // on (Debian's kernels in between were not checked), and enabling works.
+    let sea_sys = kvm.check_nisv_cap(Cap::ArmSeaToUser).unwrap();
+    let sea_vm = vm.check_nisv_cap(Cap::ArmSeaToUser).unwrap();
+    let version = kernel_version();
+    println!("KVM_CAP_ARM_SEA_TO_USER on Linux {version:?}: /dev/kvm {sea_sys}, VM {sea_vm}");
+    assert_eq!(sea_sys, sea_vm);
+    if version >= (7, 2) {
+        assert_eq!(sea_vm, 1);
+    } else if version <= (6, 12) {
+        assert_eq!(sea_vm, 0);
+    }
+    match vm.enable_sea_to_user() {
+        Ok(()) => assert!(sea_vm > 0),
+        Err(CapError::Missing { cap }) => {
+            assert_eq!(cap, Cap::ArmSeaToUser);
+            assert_eq!(sea_vm, 0);
+        }
+        Err(e) => panic!("enabling KVM_CAP_ARM_SEA_TO_USER: {e}"),
+    }
     // A vCPU fd does not answer KVM_CHECK_EXTENSION: typed ioctl error.
     let vcpu = vm.create_vcpu(0).unwrap();
     // SAFETY: not the fd kind the contract asks for, on purpose: KVM's vCPU
@@ -234,7 +318,18 @@ fn page_aligned_fault_ipa() {
     let mut g = Guest::new(&[(0, STR_X0_X1_POST8), (4, B_SELF)], true);
     g.vcpu.set(Reg::X(1), HOLE).unwrap();
     let exit = g.run().unwrap();
-    assert_eq!(exit, Exit::Nisv(NisvExit::new(0x45, HOLE)));
+    // WnR = 1 and a translation fault at the level the host's stage 2 has no
+    // entry: 0x45 (level 1) on 4 KiB hosts, 0x46 (level 2) on 16 KiB hosts.
+    let page = host_page_size();
+    let level = s2_translation_fault_level(page, IPA_BITS, HOLE, RAM_BASE);
+    let esr_iss = 0x40 | (0x04 + u64::from(level));
+    println!("host page size {page}: expecting esr_iss {esr_iss:#x} (level {level})");
+    assert_eq!(exit, Exit::Nisv(NisvExit::new(esr_iss, HOLE)));
+    // The same exit through the exit-kind parser, from the raw kvm_run.
+    assert_eq!(
+        ArmAbortExit::from_kvm_run(g.vcpu.get_kvm_run()),
+        Some(ArmAbortExit::Nisv(NisvExit::new(esr_iss, HOLE)))
+    );
 }
 
 #[test]
@@ -382,10 +477,23 @@ fn register_access_through_both_backends() {
     assert_eq!(g.vcpu.get(Reg::Sys(SysReg::SpsrEl1)).unwrap(), 0x3c5);
     let mmfr0 = raw.get(Reg::Sys(SysReg::IdAa64mmfr0El1)).unwrap();
     println!("ID_AA64MMFR0_EL1 = {mmfr0:#x}");
-    // DCZID_EL0 is not in every kernel's ONE_REG list; record the outcome.
-    match raw.get(Reg::Sys(SysReg::DczidEl0)) {
-        Ok(v) => println!("DCZID_EL0 = {v:#x}"),
-        Err(e) => println!("DCZID_EL0 not readable: {e}"),
+    // DCZID_EL0: KVM_GET_ONE_REG answers on some kernels only; the library
+    // falls back to the host CPU's value (kvm_nisv::dczid), never to a guess.
+    let one_reg = raw.get(Reg::Sys(SysReg::DczidEl0));
+    let d = dczid::vcpu_dczid(&mut raw).expect("DCZID_EL0 from ONE_REG or the host CPU");
+    match &one_reg {
+        Ok(v) => {
+            println!("DCZID_EL0 via KVM_GET_ONE_REG = {v:#x}");
+            assert_eq!((d.value, d.source), (*v, DczidSource::OneReg));
+        }
+        Err(e) => {
+            println!(
+                "DCZID_EL0 not readable with KVM_GET_ONE_REG ({e}); host CPU: {:#x}",
+                d.value
+            );
+            assert_eq!(d.source, DczidSource::HostCpu);
+            assert_eq!(Some(d.value), dczid::host_dczid());
+        }
     }
     // `raw` borrows the fd of `g.vcpu`, which is still alive here; `&VcpuFd`
     // is a register backend too.
@@ -393,4 +501,27 @@ fn register_access_through_both_backends() {
     assert_eq!(raw.get(Reg::Pc).unwrap(), shared.get(Reg::Pc).unwrap());
     shared.set(Reg::X(7), 0x77).unwrap();
     assert_eq!(raw.get(Reg::X(7)).unwrap(), 0x77);
+}
+
+#[test]
+fn guest_reads_the_same_dczid_as_the_vmm() {
+    // The guest's own MRS of DCZID_EL0 (not trapped by KVM), stored to the hole:
+    // an MMIO write exit carrying the value. It must equal what kvm_nisv::dczid
+    // hands the emulator.
+    const MRS_X0_DCZID_EL0: u32 = 0xd53b_00e0; // mrs x0, dczid_el0
+    let mut g = Guest::new(&[(0, MRS_X0_DCZID_EL0), (4, STR_X0_X1), (8, B_SELF)], true);
+    g.vcpu.set(Reg::X(1), HOLE).unwrap();
+    let exit = g.run().unwrap();
+    let Exit::MmioWrite(addr, data) = exit else {
+        panic!("expected the guest's store of DCZID_EL0, got {exit:?}")
+    };
+    assert_eq!(addr, HOLE);
+    let guest = u64::from_le_bytes(data.try_into().expect("8-byte store"));
+    let d = dczid::vcpu_dczid(&mut &g.vcpu).unwrap();
+    println!(
+        "guest DCZID_EL0 = {guest:#x}, library ({:?}) = {:#x}",
+        d.source, d.value
+    );
+    assert_eq!(d.value, guest);
+    assert!(d.block_size().is_some(), "DC ZVA prohibited: {guest:#x}");
 }
