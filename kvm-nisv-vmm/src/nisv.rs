@@ -94,6 +94,7 @@ pub struct NisvStats {
 impl NisvStats {
     /// Count one decoded instruction of `class`.
     pub fn count_class(&self, class: Class) {
+        crate::exit_stats::note_class(class);
         let mut m = self.per_class.lock().unwrap_or_else(|e| e.into_inner());
         *m.entry(class).or_insert(0) += 1;
     }
