@@ -12,7 +12,8 @@
 //! **Phases**: a guest names what it is doing by writing up to 8 ASCII bytes to
 //! the test device's `PHASE` register (docs/guest-interface.md); every exit is
 //! counted under the phase current when it is recorded. Before the first write
-//! the phase is `boot`.
+//! the phase is `boot`. A phase's wall time runs from its first exit to the
+//! first exit of the next phase (or to the time the table is made).
 //!
 //! The run loop calls [`record`] once per MMIO or NISV exit; the NISV handler
 //! reports the class of the instruction it decoded with [`note_class`] (a
@@ -24,7 +25,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kvm_nisv::decode::Class;
 
@@ -68,11 +69,20 @@ pub struct ExitCount {
     pub total: Duration,
 }
 
+#[derive(Debug, Default)]
+struct Inner {
+    rows: BTreeMap<ExitKey, ExitCount>,
+    /// Phases in order of first appearance, with their wall time so far.
+    phases: Vec<(u64, Duration)>,
+    /// The phase of the last exit and when it became current.
+    current: Option<(u64, Instant)>,
+}
+
 /// The counters.
 #[derive(Debug, Default)]
 pub struct ExitStats {
     phase: Arc<AtomicU64>,
-    rows: Mutex<BTreeMap<ExitKey, ExitCount>>,
+    inner: Mutex<Inner>,
 }
 
 thread_local! {
@@ -138,8 +148,12 @@ impl ExitStats {
     pub fn new(phase: Arc<AtomicU64>) -> Self {
         ExitStats {
             phase,
-            rows: Mutex::default(),
+            inner: Mutex::default(),
         }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Count one exit.
@@ -156,15 +170,44 @@ impl ExitStats {
             device: device.unwrap_or("-").to_string(),
             class,
         };
-        let mut rows = self.rows.lock().unwrap_or_else(|e| e.into_inner());
-        let row = rows.entry(key).or_default();
+        let now = Instant::now();
+        let mut g = self.lock();
+        let inner = &mut *g;
+        match inner.current {
+            Some((p, _)) if p == key.phase => {}
+            prev => {
+                if let Some((p, since)) = prev
+                    && let Some(e) = inner.phases.iter_mut().find(|(t, _)| *t == p)
+                {
+                    e.1 += now.saturating_duration_since(since);
+                }
+                if !inner.phases.iter().any(|(t, _)| *t == key.phase) {
+                    inner.phases.push((key.phase, Duration::ZERO));
+                }
+                inner.current = Some((key.phase, now));
+            }
+        }
+        let row = inner.rows.entry(key).or_default();
         row.count += 1;
         row.total += elapsed;
     }
 
     /// Every row.
     pub fn rows(&self) -> BTreeMap<ExitKey, ExitCount> {
-        self.rows.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.lock().rows.clone()
+    }
+
+    /// The phases in order of first appearance, with their wall time (the
+    /// current phase up to now).
+    pub fn phases(&self) -> Vec<(u64, Duration)> {
+        let g = self.lock();
+        let mut v = g.phases.clone();
+        if let Some((p, since)) = g.current
+            && let Some(e) = v.iter_mut().find(|(t, _)| *t == p)
+        {
+            e.1 += since.elapsed();
+        }
+        v
     }
 
     /// NISV exits per class over all phases and devices.
@@ -181,10 +224,20 @@ impl ExitStats {
     }
 
     /// The table printed at exit: one line per phase, kind, device and class
-    /// (columns separated by spaces, `-` for none), then the NISV totals per
-    /// class. Every line starts with `prefix`.
+    /// (columns separated by spaces, `-` for none; phases in the order the guest
+    /// entered them), then per phase its wall time and exits, then the NISV
+    /// totals per class. Every line starts with `prefix`.
     pub fn table(&self, prefix: &str) -> String {
         let rows = self.rows();
+        let phases = self.phases();
+        let order = |p: u64| {
+            phases
+                .iter()
+                .position(|(t, _)| *t == p)
+                .unwrap_or(usize::MAX)
+        };
+        let mut sorted: Vec<(&ExitKey, &ExitCount)> = rows.iter().collect();
+        sorted.sort_by_key(|(k, _)| (order(k.phase), k.kind, k.device.clone(), k.class));
         let mut s = String::new();
         let _ = writeln!(
             s,
@@ -195,8 +248,34 @@ impl ExitStats {
             "{prefix}  {:<8} {:<4} {:<14} {:<15} {:>9} {:>11} {:>9}",
             "phase", "exit", "device", "class", "count", "total ms", "mean us"
         );
-        for (k, v) in &rows {
+        for (k, v) in sorted {
             let _ = writeln!(s, "{prefix}  {}", line(&phase_name(k.phase), k, v));
+        }
+        let _ = writeln!(
+            s,
+            "{prefix}guest phases (wall time from the phase's first exit to the next phase's)"
+        );
+        let _ = writeln!(
+            s,
+            "{prefix}  {:<8} {:>9} {:>9} {:>9} {:>11}",
+            "phase", "wall s", "mmio", "nisv", "vmm ms"
+        );
+        for (p, wall) in &phases {
+            let (mut mmio, mut nisv, mut vmm) = (0u64, 0u64, Duration::ZERO);
+            for (k, v) in rows.iter().filter(|(k, _)| k.phase == *p) {
+                match k.kind {
+                    ExitKind::Mmio => mmio += v.count,
+                    ExitKind::Nisv => nisv += v.count,
+                }
+                vmm += v.total;
+            }
+            let _ = writeln!(
+                s,
+                "{prefix}  {:<8} {:>9.2} {mmio:>9} {nisv:>9} {:>11.1}",
+                phase_name(*p),
+                wall.as_secs_f64(),
+                ms(vmm)
+            );
         }
         let _ = writeln!(s, "{prefix}NISV exits per class (all phases)");
         for (class, v) in self.nisv_per_class() {
@@ -293,8 +372,27 @@ mod tests {
         assert_eq!(per[&Some(Class::FpPair)].count, 2);
         assert_eq!(per[&Some(Class::FpPair)].total, us(400));
         assert_eq!(per[&None].count, 1);
+        let phases = s.phases();
+        assert_eq!(
+            phases
+                .iter()
+                .map(|(p, _)| phase_name(*p))
+                .collect::<Vec<_>>(),
+            ["boot", "work"]
+        );
         let t = s.table("p: ");
         assert!(t.lines().all(|l| l.starts_with("p: ")), "{t}");
+        // Phases in order of appearance: boot's rows before work's.
+        let boot_at = t.find("boot     mmio").unwrap();
+        let work_at = t.find("work     nisv").unwrap();
+        assert!(boot_at < work_at, "{t}");
+        assert!(
+            t.lines().any(|l| {
+                let w: Vec<&str> = l.split_whitespace().collect();
+                w.len() == 6 && w[1] == "work" && w[3] == "0" && w[4] == "4"
+            }),
+            "phase summary: {t}"
+        );
         assert!(
             t.lines().any(|l| l.split_whitespace().collect::<Vec<_>>()
                 == [

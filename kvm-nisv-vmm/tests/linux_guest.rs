@@ -488,7 +488,7 @@ fn linux_1_vcpu_device_io_and_framebuffer() {
         info.contains("width=320 height=240 bpp=16 stride=640"),
         "{info}"
     );
-    for step in ["fbwrite", "fbread", "fbcon", "fbuser", "fbdraw"] {
+    for step in ["fbwrite", "fbread", "fbuser", "fbdraw"] {
         let l = b
             .has(&format!("rs fb {step} "))
             .unwrap_or_else(|| panic!("no {step}: {d}"));

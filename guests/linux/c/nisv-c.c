@@ -34,17 +34,19 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#define REG_ADDR 0x00
 #define REG_OFFSET 0x08
 #define REG_LEN 0x10
 #define REG_CMD_STATUS 0x18
 #define REG_NISV_COUNT 0x28
 #define REG_RESULT 0x30
 #define REG_PHASE 0x40
+#define CMD_FILL 3
 #define CMD_HASH 4
 
-#define REGION_LEN 0xC400
+#define REGION_LEN 0x5A00
 #define DESCS 64
-#define DESC_AT 0x8000
+#define DESC_AT 0x3000
 
 // SMP layout (window offsets), the same as the Rust program's.
 #define COUNTER_LSE 0xF0000
@@ -146,6 +148,17 @@ static uint64_t dev_hash(size_t off, size_t len, int *ok)
 	return ctrl[REG_RESULT / 8];
 }
 
+static void dev_fill(size_t off, size_t len, uint8_t byte)
+{
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	ctrl[REG_ADDR / 8] = byte;
+	ctrl[REG_OFFSET / 8] = off;
+	ctrl[REG_LEN / 8] = len;
+	ctrl[REG_CMD_STATUS / 8] = CMD_FILL;
+	(void)ctrl[REG_CMD_STATUS / 8];
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+
 static __thread uint64_t rng_state;
 
 static uint64_t rng(void)
@@ -178,7 +191,7 @@ struct desc {
 
 _Static_assert(sizeof(struct desc) == 32, "descriptors are 32 bytes");
 
-static const size_t copies[5][2] = {{0, 16}, {64, 48}, {256, 256}, {1024, 4096}, {8192, 16384}};
+static const size_t copies[5][2] = {{0, 16}, {64, 48}, {256, 256}, {1024, 2048}, {4096, 4096}};
 
 static void step_memcpy(uint8_t *b, const uint8_t *src)
 {
@@ -188,9 +201,9 @@ static void step_memcpy(uint8_t *b, const uint8_t *src)
 
 static void step_memset(uint8_t *b)
 {
-	memset(b + 0x6000, 0xa5, 0x1000);
-	memset(b + 0x7000, 0, 0x60);
-	memset(b + 0x7100, 0x5a, 0x400);
+	memset(b + 0x2000, 0xa5, 0x800);
+	memset(b + 0x2800, 0, 0x60);
+	memset(b + 0x2900, 0x5a, 0x400);
 }
 
 static void step_struct_copy(uint8_t *b, const struct desc *src)
@@ -218,22 +231,22 @@ static void step_struct_update(uint8_t *b)
 
 static uint64_t step_loops(uint8_t *b, uint32_t seed)
 {
-	uint32_t *w32 = (uint32_t *)(b + 0x9000);
-	for (uint32_t i = 0; i < 1024; i++)
+	uint32_t *w32 = (uint32_t *)(b + 0x4000);
+	for (uint32_t i = 0; i < 512; i++)
 		w32[i] = (i * 0x9e3779b9u) ^ seed;
-	uint64_t *w64 = (uint64_t *)(b + 0xa000);
-	for (uint64_t i = 0; i < 512; i++)
+	uint64_t *w64 = (uint64_t *)(b + 0x4800);
+	for (uint64_t i = 0; i < 256; i++)
 		w64[i] = i << 32 | (seed ^ i);
 	uint64_t sum = 0;
-	for (int i = 0; i < 512; i++)
+	for (int i = 0; i < 256; i++)
 		sum += w64[i];
-	uint16_t *w16 = (uint16_t *)(b + 0xb000);
-	for (int i = 0; i < 2048; i++)
+	uint16_t *w16 = (uint16_t *)(b + 0x5000);
+	for (int i = 0; i < 1024; i++)
 		w16[i] = (uint16_t)(w16[i] * 3 + i);
-	uint8_t *w8 = b + 0xc000;
+	uint8_t *w8 = b + 0x5800;
 	uint8_t key[4];
 	memcpy(key, &seed, 4);
-	for (int i = 0; i < 0x400; i++)
+	for (int i = 0; i < 0x200; i++)
 		w8[i] ^= (uint8_t)(key[i & 3] + i);
 	return sum;
 }
@@ -275,22 +288,23 @@ static void run_work(struct work *w, uint64_t seed)
 	uint64_t n0;
 	rng_state = seed | 1;
 
+	// The device region starts as whatever is there: zero it and the RAM
+	// twin (the device's CMD_FILL, one exit), so both start equal.
 	n0 = nisv_count();
-	rng_fill(src, REGION_LEN);
-	memcpy(w->ram, src, REGION_LEN);
-	memcpy(w->dev, src, REGION_LEN);
+	dev_fill(w->window_offset, REGION_LEN, 0);
+	memset(w->ram, 0, REGION_LEN);
 	check(w, "fill", 0, REGION_LEN, n0);
 
 	n0 = nisv_count();
 	rng_fill(src, REGION_LEN);
 	step_memcpy(w->dev, src);
 	step_memcpy(w->ram, src);
-	check(w, "memcpy", 0, 0x6000, n0);
+	check(w, "memcpy", 0, 0x2000, n0);
 
 	n0 = nisv_count();
 	step_memset(w->dev);
 	step_memset(w->ram);
-	check(w, "memset", 0x6000, 0x7500, n0);
+	check(w, "memset", 0x2000, 0x2d00, n0);
 
 	n0 = nisv_count();
 	struct desc descs[DESCS];
@@ -316,9 +330,9 @@ static void run_work(struct work *w, uint64_t seed)
 		char detail[96];
 		snprintf(detail, sizeof(detail), "sum over the device %#llx != over RAM %#llx",
 			 (unsigned long long)sd, (unsigned long long)sr);
-		report(w, "loops", 0, 0xc400 - 0x9000, nisv_count() - n0, detail);
+		report(w, "loops", 0, 0x5a00 - 0x4000, nisv_count() - n0, detail);
 	} else {
-		check(w, "loops", 0x9000, 0xc400, n0);
+		check(w, "loops", 0x4000, 0x5a00, n0);
 	}
 
 	// Read everything back (memcpy from the device). The empty asm tells the

@@ -5,15 +5,16 @@
 //! phase each, so that the VMM's exit counters show which of them reach it as
 //! NISV exits and which as plain MMIO exits.
 //!
-//! * `fbwrite` / `fbread`: `pwrite`/`pread` on /dev/fb0, i.e. the kernel's
-//!   `fb_write`/`fb_read` (`memcpy_toio`/`memcpy_fromio`).
-//! * `fbcon`: the kernel's framebuffer console takes over (FBIOPUT_CON2FBMAP)
-//!   and prints text (`cfb_fillrect`/`cfb_imageblit`, `fb_writel`).
+//! * `fbwrite` / `fbread`: `pwrite`/`pread` of 16 lines on /dev/fb0, i.e. the
+//!   kernel's `fb_write`/`fb_read` (`memcpy_toio`/`memcpy_fromio`).
+//! * `fbcon` (with `--fbcon`): the kernel's framebuffer console takes over
+//!   (FBIOPUT_CON2FBMAP), clears the screen and prints text
+//!   (`cfb_fillrect`/`cfb_imageblit`, `fb_writel`).
 //! * `fbuser`: a user process `mmap`s /dev/fb0 (write-combining, Normal
 //!   non-cacheable memory) and copies a whole frame into it with
-//!   `copy_from_slice` (musl's memcpy), then reads it back the same way.
-//! * `fbdraw`: the same process redraws the colour bars in place with an
-//!   indexed loop over the pixels (the compiler's code).
+//!   `copy_from_slice` (musl's memcpy), then reads the text area back.
+//! * `fbdraw`: the same process redraws the first 8 lines of the colour bars
+//!   in place with an indexed loop over the pixels (the compiler's code).
 //!
 //! The final picture is the test pattern of docs/guest-interface.md
 //! ("Framebuffer test pattern"): colour bars, a gradient, two lines of text.
@@ -190,8 +191,8 @@ pub fn run(ctrl: &Ctrl, lines: &[String], fbcon: bool) -> io::Result<bool> {
     let frame = m.stride * m.height;
     let mut ok = true;
 
-    // fb_write / fb_read on the first 32 lines: a grey ramp.
-    let n = m.stride * 32.min(m.height);
+    // fb_write / fb_read on the first 16 lines: a grey ramp.
+    let n = m.stride * 16.min(m.height);
     let ramp: Vec<u8> = (0..n).map(|i| (i * 7 + i / m.stride) as u8).collect();
     ctrl.set_phase("fbwrite");
     let n0 = ctrl.nisv_count();
@@ -250,18 +251,21 @@ pub fn run(ctrl: &Ctrl, lines: &[String], fbcon: bool) -> io::Result<bool> {
     let mut picture = vec![0u8; frame];
     render(&mut picture, &m, lines);
 
+    // The whole frame goes in; the text area (the last quarter) is read back
+    // (the screenshot checks every pixel the VMM holds).
     ctrl.set_phase("fbuser");
     let n0 = ctrl.nisv_count();
     screen.copy_from_slice(&picture);
+    let text = m.height * 3 / 4 * m.stride..frame;
     let mut back = vec![0u8; frame];
-    back.copy_from_slice(std::hint::black_box(&*screen));
-    let d = mismatch(&back, &picture);
+    back[text.clone()].copy_from_slice(std::hint::black_box(&screen[text.clone()]));
+    let d = mismatch(&back[text.clone()], &picture[text]);
     ok &= report("fbuser", d.is_empty(), &d, ctrl.nisv_count() - n0);
 
-    // Redraw the colour bars in place, pixel by pixel.
+    // Redraw the first lines of the colour bars in place, pixel by pixel.
     ctrl.set_phase("fbdraw");
     let n0 = ctrl.nisv_count();
-    let bar_rows = m.height / 2;
+    let bar_rows = 8.min(m.height / 2);
     if m.bpp == 16 {
         for y in 0..bar_rows {
             let row = &mut screen[y * m.stride..y * m.stride + m.width * 2];

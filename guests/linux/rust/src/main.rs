@@ -6,7 +6,7 @@
 //! ```text
 //! nisv-rs devio --map devmem|uio   the device I/O workload on the test device's window
 //! nisv-rs smp [--iters N]          the same on every CPU at once, plus shared counters
-//! nisv-rs fb [--no-fbcon] [TEXT]   draw on /dev/fb0 in every way (fb.rs)
+//! nisv-rs fb [--fbcon] [TEXT]      draw on /dev/fb0 in every way (fb.rs)
 //! nisv-rs phase NAME               tell the VMM what the guest does now
 //! nisv-rs exit N                   drain the console, then set the VMM's exit status
 //! ```
@@ -27,7 +27,7 @@ use workload::{REGION_LEN, Rng, Work};
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: nisv-rs devio --map devmem|uio | smp [--iters N] | fb [--no-fbcon] [TEXT] | phase NAME | exit N"
+        "usage: nisv-rs devio --map devmem|uio | smp [--iters N] | fb [--fbcon] [TEXT] | phase NAME | exit N"
     );
     ExitCode::from(2)
 }
@@ -126,7 +126,7 @@ fn fb_cmd(args: &[String]) -> ExitCode {
         Ok(d) => d,
         Err(e) => return fail(e),
     };
-    let fbcon = !args.iter().any(|a| a == "--no-fbcon");
+    let fbcon = args.iter().any(|a| a == "--fbcon");
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let mut lines = vec!["KVM-NISV FRAMEBUFFER".to_string()];
     match args.iter().find(|a| !a.starts_with("--")) {

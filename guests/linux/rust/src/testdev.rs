@@ -9,6 +9,7 @@ use std::ffi::CString;
 use std::io;
 
 /// Control register offsets.
+pub const REG_ADDR: usize = 0x00;
 pub const REG_OFFSET: usize = 0x08;
 pub const REG_LEN: usize = 0x10;
 pub const REG_CMD_STATUS: usize = 0x18;
@@ -18,6 +19,8 @@ pub const REG_EXIT_STATUS: usize = 0x38;
 pub const REG_PHASE: usize = 0x40;
 /// `CMD` 4: RESULT = FNV-1a 64 of data[OFFSET..+LEN].
 pub const CMD_HASH: u64 = 4;
+/// `CMD` 3: fill data[OFFSET..+LEN] with the byte ADDR & 0xff.
+pub const CMD_FILL: u64 = 3;
 
 /// FNV-1a 64, as the device's `CMD_HASH` computes it.
 pub fn fnv1a64(bytes: &[u8]) -> u64 {
@@ -162,6 +165,18 @@ impl Ctrl {
         self.write(REG_LEN, len as u64);
         self.write(REG_CMD_STATUS, CMD_HASH);
         (self.read(REG_CMD_STATUS) == 0).then(|| self.read(REG_RESULT))
+    }
+
+    /// Fill data[offset..+len] with `byte` (the device's own command).
+    pub fn fill(&self, offset: usize, len: usize, byte: u8) -> bool {
+        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+        self.write(REG_ADDR, u64::from(byte));
+        self.write(REG_OFFSET, offset as u64);
+        self.write(REG_LEN, len as u64);
+        self.write(REG_CMD_STATUS, CMD_FILL);
+        let ok = self.read(REG_CMD_STATUS) == 0;
+        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+        ok
     }
 
     /// Name what the guest does now (the VMM counts exits per phase).

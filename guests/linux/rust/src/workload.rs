@@ -23,7 +23,7 @@ use std::hint::black_box;
 use crate::testdev::{Ctrl, fnv1a64};
 
 /// Bytes of a region the workload uses.
-pub const REGION_LEN: usize = 0xC400;
+pub const REGION_LEN: usize = 0x5a00;
 
 /// A DMA-descriptor-like record (32 bytes, 8-byte aligned).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -37,7 +37,7 @@ pub struct Desc {
 }
 
 const DESCS: usize = 64;
-const DESC_AT: usize = 0x8000;
+const DESC_AT: usize = 0x3000;
 
 /// xorshift64* (deterministic data from a seed).
 #[derive(Clone, Debug)]
@@ -94,7 +94,7 @@ fn typed<T>(b: &mut [u8], at: usize, n: usize) -> &mut [T] {
 
 // The steps: each is applied to the device and to RAM alike.
 
-const COPIES: [(usize, usize); 5] = [(0, 16), (64, 48), (256, 256), (1024, 4096), (8192, 16384)];
+const COPIES: [(usize, usize); 5] = [(0, 16), (64, 48), (256, 256), (1024, 2048), (4096, 4096)];
 
 fn step_memcpy(b: &mut [u8], src: &[u8]) {
     for (off, len) in COPIES {
@@ -103,9 +103,9 @@ fn step_memcpy(b: &mut [u8], src: &[u8]) {
 }
 
 fn step_memset(b: &mut [u8]) {
-    b[0x6000..0x7000].fill(0xa5);
-    b[0x7000..0x7060].fill(0);
-    b[0x7100..0x7500].fill(0x5a);
+    b[0x2000..0x2800].fill(0xa5);
+    b[0x2800..0x2860].fill(0);
+    b[0x2900..0x2d00].fill(0x5a);
 }
 
 fn step_struct_copy(b: &mut [u8], src: &[Desc]) {
@@ -133,19 +133,19 @@ fn step_struct_update(b: &mut [u8]) {
 
 fn step_loops(b: &mut [u8], seed: u32) -> u64 {
     {
-        let w: &mut [u32] = typed(b, 0x9000, 1024);
+        let w: &mut [u32] = typed(b, 0x4000, 512);
         for (i, x) in w.iter_mut().enumerate() {
             *x = (i as u32).wrapping_mul(0x9e37_79b9) ^ seed;
         }
     }
     {
-        let w: &mut [u64] = typed(b, 0xa000, 512);
+        let w: &mut [u64] = typed(b, 0x4800, 256);
         for i in 0..w.len() {
             w[i] = (i as u64) << 32 | u64::from(seed) ^ i as u64;
         }
     }
     let sum = {
-        let w: &mut [u64] = typed(b, 0xa000, 512);
+        let w: &mut [u64] = typed(b, 0x4800, 256);
         let mut s = 0u64;
         for i in 0..w.len() {
             s = s.wrapping_add(w[i]);
@@ -153,14 +153,14 @@ fn step_loops(b: &mut [u8], seed: u32) -> u64 {
         s
     };
     {
-        let w: &mut [u16] = typed(b, 0xb000, 2048);
+        let w: &mut [u16] = typed(b, 0x5000, 1024);
         for i in 0..w.len() {
             w[i] = w[i].wrapping_mul(3).wrapping_add(i as u16);
         }
     }
     {
         let key = seed.to_le_bytes();
-        let w = &mut b[0xc000..0xc400];
+        let w = &mut b[0x5800..0x5a00];
         for i in 0..w.len() {
             w[i] ^= key[i & 3].wrapping_add(i as u8);
         }
@@ -191,24 +191,24 @@ impl Work<'_> {
     pub fn run(&mut self) -> Vec<StepResult> {
         assert!(self.dev.len() >= REGION_LEN && self.ram.len() >= REGION_LEN);
         let mut out = Vec::new();
-        // The device region starts as whatever is there; make both equal first.
+        // The device region starts as whatever is there: zero it and the RAM
+        // twin (the device's CMD_FILL, one exit), so both start equal.
         let n0 = self.ctrl.nisv_count();
-        let mut src = vec![0u8; REGION_LEN];
-        self.rng.fill(&mut src);
-        self.ram[..REGION_LEN].copy_from_slice(&src);
-        self.dev[..REGION_LEN].copy_from_slice(&src);
+        self.ctrl.fill(self.window_offset, REGION_LEN, 0);
+        self.ram[..REGION_LEN].fill(0);
         out.push(self.check("fill", 0..REGION_LEN, n0));
+        let mut src = vec![0u8; REGION_LEN];
 
         let n0 = self.ctrl.nisv_count();
         self.rng.fill(&mut src);
         step_memcpy(self.dev, &src);
         step_memcpy(&mut self.ram, &src);
-        out.push(self.check("memcpy", 0..0x6000, n0));
+        out.push(self.check("memcpy", 0..0x2000, n0));
 
         let n0 = self.ctrl.nisv_count();
         step_memset(self.dev);
         step_memset(&mut self.ram);
-        out.push(self.check("memset", 0x6000..0x7500, n0));
+        out.push(self.check("memset", 0x2000..0x2d00, n0));
 
         let n0 = self.ctrl.nisv_count();
         let descs: Vec<Desc> = (0..DESCS)
@@ -230,7 +230,7 @@ impl Work<'_> {
         let seed = self.rng.next_u64() as u32;
         let s_dev = step_loops(self.dev, seed);
         let s_ram = step_loops(&mut self.ram, seed);
-        let mut r = self.check("loops", 0x9000..0xc400, n0);
+        let mut r = self.check("loops", 0x4000..0x5a00, n0);
         if s_dev != s_ram {
             r.ok = false;
             r.detail = format!("sum over the device {s_dev:#x} != over RAM {s_ram:#x}");
