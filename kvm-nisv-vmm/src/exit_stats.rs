@@ -16,9 +16,12 @@
 //! first exit of the next phase (or to the time the table is made).
 //!
 //! The run loop calls [`record`] once per MMIO or NISV exit; the NISV handler
-//! reports the class of the instruction it decoded with [`note_class`] (a
-//! thread-local, so vCPU threads never mix their classes up). The table goes to
-//! stderr at exit ([`ExitStats::table`]).
+//! reports the class of the instruction it decoded with [`note_class`] and the
+//! instruction it emulated with [`note_insn`] (thread-locals, so vCPU threads
+//! never mix them up). NISV exits are also counted per instruction *form*: the
+//! disassembly with registers reduced to their kind and immediates to `#imm`
+//! (`ldp x, x, [x], #imm`), which tells a post-index pair from an offset one.
+//! The table goes to stderr at exit ([`ExitStats::table`]).
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
@@ -27,7 +30,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use kvm_nisv::decode::Class;
+use kvm_nisv::decode::{Class, Insn};
 
 /// The kind of exit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -72,6 +75,8 @@ pub struct ExitCount {
 #[derive(Debug, Default)]
 struct Inner {
     rows: BTreeMap<ExitKey, ExitCount>,
+    /// NISV exits per (phase, device, instruction form).
+    forms: BTreeMap<(u64, String, String), u64>,
     /// Phases in order of first appearance, with their wall time so far.
     phases: Vec<(u64, Duration)>,
     /// The phase of the last exit and when it became current.
@@ -87,6 +92,7 @@ pub struct ExitStats {
 
 thread_local! {
     static LAST_CLASS: Cell<Option<Class>> = const { Cell::new(None) };
+    static LAST_FORM: Cell<Option<String>> = const { Cell::new(None) };
 }
 
 static GLOBAL: OnceLock<ExitStats> = OnceLock::new();
@@ -107,18 +113,79 @@ pub fn note_class(class: Class) {
     LAST_CLASS.with(|c| c.set(Some(class)));
 }
 
+/// The NISV handler emulated `insn` on this thread.
+pub fn note_insn(insn: &Insn) {
+    let form = insn_form(&insn.to_string());
+    LAST_FORM.with(|c| c.set(Some(form)));
+}
+
 /// Count one exit in the installed counters (no-op if none are installed).
-/// For NISV exits, the class [`note_class`] noted on this thread since the
-/// last record is used and forgotten.
+/// For NISV exits, the class and instruction noted on this thread since the
+/// last record are used and forgotten.
 pub fn record(kind: ExitKind, device: Option<&str>, elapsed: Duration) {
     let class = LAST_CLASS.with(Cell::take);
+    let form = LAST_FORM.with(Cell::take);
     if let Some(s) = global() {
-        s.add(
-            kind,
-            device,
-            class.filter(|_| kind == ExitKind::Nisv),
-            elapsed,
-        );
+        let nisv = kind == ExitKind::Nisv;
+        s.add(kind, device, class.filter(|_| nisv), elapsed);
+        if let (true, Some(f)) = (nisv, form) {
+            s.add_form(device, f);
+        }
+    }
+}
+
+/// An instruction's assembler text with registers reduced to their kind
+/// (`x`, `w`, `q`, `d`, `s`, `h`, `b`, `v.16b`; `sp`, `xzr`, `wzr` kept) and
+/// immediates to `#imm`: `ldp x3, x4, [x1], #16` -> `ldp x, x, [x], #imm`.
+pub fn insn_form(text: &str) -> String {
+    let b = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    let mut first = true;
+    while i < b.len() {
+        let c = b[i];
+        if c == b'#' {
+            out.push_str("#imm");
+            i += 1;
+            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'-') {
+                i += 1;
+            }
+        } else if c.is_ascii_alphanumeric() {
+            let start = i;
+            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'.' || b[i] == b'_') {
+                i += 1;
+            }
+            let word = &text[start..i];
+            if first {
+                out.push_str(word); // the mnemonic
+                first = false;
+            } else {
+                out.push_str(&register_kind(word));
+            }
+        } else {
+            out.push(char::from(c));
+            i += 1;
+        }
+    }
+    out
+}
+
+fn register_kind(w: &str) -> String {
+    let (head, arrangement) = match w.split_once('.') {
+        Some((h, a)) => (h, Some(a)),
+        None => (w, None),
+    };
+    let mut chars = head.chars();
+    let kind = chars.next();
+    let num = chars.as_str();
+    let is_reg = matches!(kind, Some('x' | 'w' | 'q' | 'd' | 's' | 'h' | 'b' | 'v'))
+        && !num.is_empty()
+        && num.bytes().all(|d| d.is_ascii_digit())
+        && num.parse::<u8>().is_ok_and(|n| n < 32);
+    match (is_reg, kind, arrangement) {
+        (true, Some(k), Some(a)) => format!("{k}.{a}"),
+        (true, Some(k), None) => k.to_string(),
+        _ => w.to_string(),
     }
 }
 
@@ -190,6 +257,19 @@ impl ExitStats {
         let row = inner.rows.entry(key).or_default();
         row.count += 1;
         row.total += elapsed;
+    }
+
+    /// Count one NISV exit of instruction form `form` on `device` in the
+    /// current phase.
+    pub fn add_form(&self, device: Option<&str>, form: String) {
+        let phase = self.phase.load(Ordering::Relaxed);
+        let key = (phase, device.unwrap_or("-").to_string(), form);
+        *self.lock().forms.entry(key).or_insert(0) += 1;
+    }
+
+    /// NISV exits per (phase, device, instruction form).
+    pub fn forms(&self) -> BTreeMap<(u64, String, String), u64> {
+        self.lock().forms.clone()
     }
 
     /// Every row.
@@ -276,6 +356,13 @@ impl ExitStats {
                 wall.as_secs_f64(),
                 ms(vmm)
             );
+        }
+        let mut forms: Vec<_> = self.forms().into_iter().collect();
+        forms
+            .sort_by_key(|((p, d, f), n)| (order(*p), d.clone(), std::cmp::Reverse(*n), f.clone()));
+        let _ = writeln!(s, "{prefix}NISV exits per instruction form");
+        for ((p, d, f), n) in forms {
+            let _ = writeln!(s, "{prefix}  {:<8} {d:<14} {n:>9}  {f}", phase_name(p));
         }
         let _ = writeln!(s, "{prefix}NISV exits per class (all phases)");
         for (class, v) in self.nisv_per_class() {
@@ -412,6 +499,29 @@ mod tests {
                 == ["p:", "boot", "mmio", "uart", "-", "2", "0.0", "20.0"]),
             "{t}"
         );
+    }
+
+    #[test]
+    fn instruction_forms() {
+        for (text, form) in [
+            ("ldp x3, x4, [x1], #16", "ldp x, x, [x], #imm"),
+            ("stp q0, q1, [x2, #-32]!", "stp q, q, [x, #imm]!"),
+            ("strh w0, [x1, xzr, sxtx]", "strh w, [x, xzr, sxtx]"),
+            (
+                "st1 {v0.16b, v1.16b}, [sp], x3",
+                "st1 {v.16b, v.16b}, [sp], x",
+            ),
+            ("ldr d31, [x30, #0x18]", "ldr d, [x, #imm]"),
+            ("dc zva, x5", "dc zva, x"),
+            ("ldaxr w8, [x21]", "ldaxr w, [x]"),
+            ("ld1 {v2.s}[3], [x0]", "ld1 {v.s}[3], [x]"),
+            ("", ""),
+        ] {
+            assert_eq!(insn_form(text), form, "{text}");
+        }
+        // A real instruction through kvm-nisv's Display.
+        let i = kvm_nisv::decode::decode(0xa8c1_0c22).unwrap(); // ldp x2, x3, [x1], #16
+        assert_eq!(insn_form(&i.to_string()), "ldp x, x, [x], #imm");
     }
 
     #[test]

@@ -490,6 +490,7 @@ impl NisvHandler {
                 match self.emulator.emulate(regs, ram, bus, fault_ipa) {
                     Ok(EmuOutcome::Emulated { insn }) => {
                         self.stats.count_class(insn.class);
+                        crate::exit_stats::note_insn(&insn);
                         self.stats.emulated.fetch_add(1, Ordering::Relaxed);
                         self.retry.reset();
                         self.trace(
