@@ -61,7 +61,7 @@ fn screenshot_on_sigusr1_and_at_exit() {
     }
     std::fs::write(&kernel, &img).unwrap();
     let shot = dir.join("shot.png");
-    let mut child = Command::new(vmm())
+    let child = Command::new(vmm())
         .args([
             "run",
             "--mem",
