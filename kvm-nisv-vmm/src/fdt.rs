@@ -335,7 +335,7 @@ mod tests {
 
         let fb = &t["/framebuffer@7e000000"];
         assert_eq!(fb["compatible"], b"simple-framebuffer\0");
-        assert_eq!(u64s(&fb["reg"]), vec![0x7E00_0000, 155_648]);
+        assert_eq!(u64s(&fb["reg"]), vec![0x7E00_0000, 196_608]);
         assert_eq!(u32s(&fb["width"]), vec![320]);
         assert_eq!(u32s(&fb["height"]), vec![240]);
         assert_eq!(u32s(&fb["stride"]), vec![640]);

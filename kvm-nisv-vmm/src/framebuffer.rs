@@ -20,8 +20,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::bus::{BusDevice, DeviceError};
 use crate::layout::FB_MAX_SIZE;
 
-/// Page size the window is rounded up to (the guest maps whole pages).
-const PAGE: u64 = 4096;
+/// The window is rounded up to 64 KiB, the largest arm64 page size, so that a
+/// guest with 16K or 64K pages never maps a page that is only partly device.
+const GRANULE: u64 = 0x1_0000;
 
 /// A pixel format of the simple-framebuffer binding (the subset we offer).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,9 +114,9 @@ impl FramebufferMode {
         self.stride() * self.height as u64
     }
 
-    /// Size of the guest-visible window: the pixel data rounded up to 4 KiB.
+    /// Size of the guest-visible window: the pixel data rounded up to 64 KiB.
     pub const fn window_size(&self) -> u64 {
-        self.pixel_bytes().div_ceil(PAGE) * PAGE
+        self.pixel_bytes().div_ceil(GRANULE) * GRANULE
     }
 }
 
@@ -266,18 +267,18 @@ mod tests {
         assert_eq!(m.format, PixelFormat::R5g6b5);
         assert_eq!(m.stride(), 640);
         assert_eq!(m.pixel_bytes(), 153_600);
-        assert_eq!(m.window_size(), 155_648); // 38 pages
+        assert_eq!(m.window_size(), 196_608); // 3 x 64 KiB
         assert_eq!(m.to_string(), "320x240-r5g6b5");
         let m: FramebufferMode = "640x480-x8r8g8b8".parse().unwrap();
         assert_eq!(m.format, PixelFormat::X8r8g8b8);
         assert_eq!(m.stride(), 2560);
-        assert_eq!(m.window_size(), 1_228_800);
+        assert_eq!(m.window_size(), 1_245_184);
         assert_eq!(
             "7x3-a8r8g8b8"
                 .parse::<FramebufferMode>()
                 .unwrap()
                 .window_size(),
-            4096
+            0x1_0000
         );
         for bad in [
             "",
@@ -333,11 +334,11 @@ mod tests {
         assert_eq!(&rgb[..12], &[255; 12]);
         assert_eq!(&rgb[15..18], &[255, 0, 0]);
         assert_eq!(fb.pixels().len(), 16);
-        // Inside the page-rounded window but past the pixels: accepted.
-        d.write(4095, &[1]).unwrap();
+        // Inside the rounded window but past the pixels: accepted.
+        d.write(0xffff, &[1]).unwrap();
         // Outside, too large, empty, wrapping: refused.
-        assert!(d.write(4096, &[1]).is_err());
-        assert!(d.read(4090, &mut [0; 8]).is_err());
+        assert!(d.write(0x1_0000, &[1]).is_err());
+        assert!(d.read(0xfffa, &mut [0; 8]).is_err());
         assert!(d.read(0, &mut [0; 17]).is_err());
         assert!(d.write(0, &[]).is_err());
         assert!(d.write(u64::MAX, &[1]).is_err());
