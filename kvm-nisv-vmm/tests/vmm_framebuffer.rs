@@ -41,6 +41,18 @@ fn read_png(p: &Path) -> Option<(u32, u32, Vec<u8>)> {
     Some((info.width, info.height, buf))
 }
 
+/// Whether process `pid` blocks SIGUSR1 (kvm-nisv-vmm does so first thing in
+/// `main`; before that the signal would kill it).
+fn blocks_sigusr1(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            let l = s.lines().find(|l| l.starts_with("SigBlk:"))?;
+            u64::from_str_radix(l.split_whitespace().nth(1)?, 16).ok()
+        })
+        .is_some_and(|m| m & (1 << (libc::SIGUSR1 - 1)) != 0)
+}
+
 fn drawn(rgb: &[u8], w: usize) -> bool {
     let px = |x: usize, y: usize| &rgb[(y * w + x) * 3..(y * w + x) * 3 + 3];
     (0..8).all(|x| px(x, 0) == [255, 0, 0])
@@ -81,6 +93,13 @@ fn screenshot_on_sigusr1_and_at_exit() {
     // SIGUSR1 until a screenshot shows the guest's drawing (the guest needs a
     // moment to run; every signal rewrites the file).
     let t = Instant::now();
+    while !blocks_sigusr1(child.id()) {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the VMM never blocked SIGUSR1"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let mut seen = false;
     while t.elapsed() < Duration::from_secs(60) {
         // SAFETY: kill(2) on our own child's pid.

@@ -59,6 +59,8 @@ struct addrs {
 };
 
 static volatile uint64_t *ctrl;
+// A device command is a sequence of register accesses: threads take turns.
+static pthread_mutex_t command = PTHREAD_MUTEX_INITIALIZER;
 
 static uint64_t fnv1a64(const uint8_t *p, size_t n)
 {
@@ -141,21 +143,26 @@ static uint64_t dev_hash(size_t off, size_t len, int *ok)
 {
 	// Every earlier access to the window happens before the command.
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	pthread_mutex_lock(&command);
 	ctrl[REG_OFFSET / 8] = off;
 	ctrl[REG_LEN / 8] = len;
 	ctrl[REG_CMD_STATUS / 8] = CMD_HASH;
 	*ok = ctrl[REG_CMD_STATUS / 8] == 0;
-	return ctrl[REG_RESULT / 8];
+	uint64_t r = ctrl[REG_RESULT / 8];
+	pthread_mutex_unlock(&command);
+	return r;
 }
 
 static void dev_fill(size_t off, size_t len, uint8_t byte)
 {
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	pthread_mutex_lock(&command);
 	ctrl[REG_ADDR / 8] = byte;
 	ctrl[REG_OFFSET / 8] = off;
 	ctrl[REG_LEN / 8] = len;
 	ctrl[REG_CMD_STATUS / 8] = CMD_FILL;
 	(void)ctrl[REG_CMD_STATUS / 8];
+	pthread_mutex_unlock(&command);
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 }
 

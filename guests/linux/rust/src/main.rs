@@ -47,7 +47,9 @@ fn device() -> Result<(Addrs, Ctrl), String> {
 /// first UIO device (map 0 is at offset 0 of /dev/uio0).
 fn map_window(how: &str, a: &Addrs) -> Result<Mapping, String> {
     match how {
-        "devmem" => Mapping::open("/dev/mem", a.data, a.data_len as usize).map_err(|e| e.to_string()),
+        "devmem" => {
+            Mapping::open("/dev/mem", a.data, a.data_len as usize).map_err(|e| e.to_string())
+        }
         "uio" => {
             let len = testdev::uio_map_size(0).map_err(|e| format!("UIO map 0: {e}"))?;
             Mapping::open("/dev/uio0", 0, len).map_err(|e| e.to_string())
@@ -101,11 +103,17 @@ fn devio(args: &[String]) -> ExitCode {
             r.detail
         );
     }
-    if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 fn smp_cmd(args: &[String]) -> ExitCode {
-    let iters = opt(args, "--iters").and_then(|v| v.parse().ok()).unwrap_or(300);
+    let iters = opt(args, "--iters")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
     let (a, ctrl) = match device() {
         Ok(d) => d,
         Err(e) => return fail(e),
@@ -118,7 +126,11 @@ fn smp_cmd(args: &[String]) -> ExitCode {
     ctrl.set_phase("rs-smp");
     let ok = smp::run(&map, &ctrl, threads, iters, "rs");
     ctrl.set_phase("idle");
-    if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 fn fb_cmd(args: &[String]) -> ExitCode {

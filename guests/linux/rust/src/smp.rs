@@ -117,7 +117,10 @@ pub fn run(map: &Mapping, ctrl: &Ctrl, threads: usize, iters: u64, prog: &str) -
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or((false, Vec::new()))).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or((false, Vec::new())))
+            .collect()
     });
     let mut ok = true;
     for (k, (pinned, steps)) in results.iter().enumerate() {

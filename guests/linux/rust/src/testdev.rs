@@ -108,10 +108,7 @@ impl Mapping {
                 "mmap {path} at {offset:#x} ({len} bytes): {err}"
             )));
         }
-        Ok(Mapping {
-            ptr: p.cast(),
-            len,
-        })
+        Ok(Mapping { ptr: p.cast(), len })
     }
 
     pub fn ptr(&self) -> *mut u8 {
@@ -130,34 +127,42 @@ impl Drop for Mapping {
     }
 }
 
-/// The control registers, mapped through /dev/mem.
+/// The control registers, mapped through /dev/mem. A command is a sequence of
+/// register accesses (OFFSET, LEN, CMD, STATUS, RESULT): threads take turns.
 #[derive(Debug)]
 pub struct Ctrl {
     map: Mapping,
+    command: std::sync::Mutex<()>,
 }
 
 impl Ctrl {
     pub fn open(a: &Addrs) -> io::Result<Ctrl> {
         Ok(Ctrl {
             map: Mapping::open("/dev/mem", a.ctrl, a.ctrl_len as usize)?,
+            command: std::sync::Mutex::new(()),
         })
     }
 
+    fn turn(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.command.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub fn read(&self, reg: usize) -> u64 {
-        assert!(reg + 8 <= self.map.len() && reg % 8 == 0);
+        assert!(reg + 8 <= self.map.len() && reg.is_multiple_of(8));
         // SAFETY: an aligned u64 inside the mapping of the register page;
         // volatile: every access is a register access.
         unsafe { self.map.ptr().add(reg).cast::<u64>().read_volatile() }
     }
 
     pub fn write(&self, reg: usize, v: u64) {
-        assert!(reg + 8 <= self.map.len() && reg % 8 == 0);
+        assert!(reg + 8 <= self.map.len() && reg.is_multiple_of(8));
         // SAFETY: as in `read`.
         unsafe { self.map.ptr().add(reg).cast::<u64>().write_volatile(v) }
     }
 
     /// The device's FNV-1a 64 of data[offset..+len] (`None`: out of range).
     pub fn hash(&self, offset: usize, len: usize) -> Option<u64> {
+        let _turn = self.turn();
         // Every earlier access to the window happens before the command (the
         // compiler may not sink plain stores past volatile ones otherwise).
         std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
@@ -169,6 +174,7 @@ impl Ctrl {
 
     /// Fill data[offset..+len] with `byte` (the device's own command).
     pub fn fill(&self, offset: usize, len: usize, byte: u8) -> bool {
+        let _turn = self.turn();
         std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
         self.write(REG_ADDR, u64::from(byte));
         self.write(REG_OFFSET, offset as u64);

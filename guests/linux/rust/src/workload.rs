@@ -18,6 +18,10 @@
 //! one is an alignment fault, SIGBUS), so offsets and lengths are multiples of
 //! 16 and structs are 32 bytes, as a driver's descriptors would be.
 
+
+// The indexed loops, element-wise struct copies and manual swaps are the
+// workload: what ordinary code does, compiled as the compiler sees fit.
+#![allow(clippy::needless_range_loop, clippy::manual_memcpy, clippy::manual_swap)]
 use std::hint::black_box;
 
 use crate::testdev::{Ctrl, fnv1a64};
@@ -171,7 +175,9 @@ fn step_loops(b: &mut [u8], seed: u32) -> u64 {
 impl Work<'_> {
     fn check(&self, name: &'static str, range: std::ops::Range<usize>, nisv0: u64) -> StepResult {
         let want = fnv1a64(&self.ram[range.clone()]);
-        let got = self.ctrl.hash(self.window_offset + range.start, range.len());
+        let got = self
+            .ctrl
+            .hash(self.window_offset + range.start, range.len());
         let nisv = self.ctrl.nisv_count().wrapping_sub(nisv0);
         let ok = got == Some(want);
         StepResult {
