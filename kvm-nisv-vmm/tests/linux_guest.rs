@@ -236,6 +236,20 @@ fn boot(name: &str, cpus: u8, run: &str, extra: &[&str], timeout: Duration) -> B
         seconds: t0.elapsed().as_secs_f64(),
     };
     eprintln!("{name}: {}", b.dump());
+    // The guest's results and the VMM's exit table go to the console log of
+    // every run (passing or not): they are the measurement.
+    if !stream() {
+        for l in b
+            .stdout
+            .lines()
+            .filter(|l| l.starts_with("@nisv ") && !l.contains(" dmesg "))
+        {
+            out(&format!("linux_guest: {name}: {l}"));
+        }
+        for l in b.stderr.lines().filter(|l| l.starts_with("kvm-nisv-vmm:")) {
+            out(&format!("linux_guest: {name}: {l}"));
+        }
+    }
     out(&format!(
         "linux_guest: {name}: exit {:?} after {:.1} s",
         b.code, b.seconds
