@@ -305,8 +305,10 @@ impl ExitStats {
 
     /// The table printed at exit: one line per phase, kind, device and class
     /// (columns separated by spaces, `-` for none; phases in the order the guest
-    /// entered them), then per phase its wall time and exits, then the NISV
-    /// totals per class. Every line starts with `prefix`.
+    /// entered them), then per phase its wall time and exits, the NISV exits per
+    /// instruction form and the NISV totals per class. Every line starts with
+    /// `prefix`; the rows of the four sections then with `exits`, `phase`,
+    /// `form` and `class`, so that they can be told apart by their first word.
     pub fn table(&self, prefix: &str) -> String {
         let rows = self.rows();
         let phases = self.phases();
@@ -321,15 +323,15 @@ impl ExitStats {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "{prefix}exits by guest phase (VMM handling time: KVM_RUN return to re-entry)"
+            "{prefix}exits by guest phase, device and class (VMM handling time: KVM_RUN return to re-entry)"
         );
         let _ = writeln!(
             s,
-            "{prefix}  {:<8} {:<4} {:<14} {:<15} {:>9} {:>11} {:>9}",
+            "{prefix}exits  {:<8} {:<4} {:<14} {:<15} {:>9} {:>11} {:>9}",
             "phase", "exit", "device", "class", "count", "total ms", "mean us"
         );
         for (k, v) in sorted {
-            let _ = writeln!(s, "{prefix}  {}", line(&phase_name(k.phase), k, v));
+            let _ = writeln!(s, "{prefix}exits  {}", line(&phase_name(k.phase), k, v));
         }
         let _ = writeln!(
             s,
@@ -337,7 +339,7 @@ impl ExitStats {
         );
         let _ = writeln!(
             s,
-            "{prefix}  {:<8} {:>9} {:>9} {:>9} {:>11}",
+            "{prefix}phase  {:<8} {:>9} {:>9} {:>9} {:>11}",
             "phase", "wall s", "mmio", "nisv", "vmm ms"
         );
         for (p, wall) in &phases {
@@ -351,7 +353,7 @@ impl ExitStats {
             }
             let _ = writeln!(
                 s,
-                "{prefix}  {:<8} {:>9.2} {mmio:>9} {nisv:>9} {:>11.1}",
+                "{prefix}phase  {:<8} {:>9.2} {mmio:>9} {nisv:>9} {:>11.1}",
                 phase_name(*p),
                 wall.as_secs_f64(),
                 ms(vmm)
@@ -362,13 +364,16 @@ impl ExitStats {
             .sort_by_key(|((p, d, f), n)| (order(*p), d.clone(), std::cmp::Reverse(*n), f.clone()));
         let _ = writeln!(s, "{prefix}NISV exits per instruction form");
         for ((p, d, f), n) in forms {
-            let _ = writeln!(s, "{prefix}  {:<8} {d:<14} {n:>9}  {f}", phase_name(p));
+            let _ = writeln!(s, "{prefix}form   {:<8} {d:<14} {n:>9}  {f}", phase_name(p));
         }
-        let _ = writeln!(s, "{prefix}NISV exits per class (all phases)");
+        let _ = writeln!(
+            s,
+            "{prefix}NISV exits per class, all phases (count, total ms, mean us)"
+        );
         for (class, v) in self.nisv_per_class() {
             let _ = writeln!(
                 s,
-                "{prefix}  {:<15} {:>9} {:>11.1} {:>9.1}",
+                "{prefix}class  {:<15} {:>9} {:>11.1} {:>9.1}",
                 class_name(class),
                 v.count,
                 ms(v.total),
@@ -467,23 +472,53 @@ mod tests {
                 .collect::<Vec<_>>(),
             ["boot", "work"]
         );
+        s.add_form(Some("testdev-data"), "ldp x, x, [x], #imm".into());
         let t = s.table("p: ");
         assert!(t.lines().all(|l| l.starts_with("p: ")), "{t}");
         // Phases in order of appearance: boot's rows before work's.
         let boot_at = t.find("boot     mmio").unwrap();
         let work_at = t.find("work     nisv").unwrap();
         assert!(boot_at < work_at, "{t}");
+        let words = |l: &str| l.split_whitespace().map(str::to_string).collect::<Vec<_>>();
         assert!(
-            t.lines().any(|l| {
-                let w: Vec<&str> = l.split_whitespace().collect();
-                w.len() == 6 && w[1] == "work" && w[3] == "0" && w[4] == "4"
-            }),
+            t.lines().any(|l| words(l)
+                == [
+                    "p:",
+                    "phase",
+                    "work",
+                    words(l)[3].as_str(),
+                    "0",
+                    "4",
+                    words(l)[6].as_str()
+                ]),
             "phase summary: {t}"
+        );
+        assert!(
+            t.lines().any(|l| words(l)
+                == [
+                    "p:",
+                    "form",
+                    "work",
+                    "testdev-data",
+                    "1",
+                    "ldp",
+                    "x,",
+                    "x,",
+                    "[x],",
+                    "#imm"
+                ]),
+            "{t}"
+        );
+        assert!(
+            t.lines()
+                .any(|l| words(l) == ["p:", "class", "FpPair", "2", "0.4", "200.0"]),
+            "{t}"
         );
         assert!(
             t.lines().any(|l| l.split_whitespace().collect::<Vec<_>>()
                 == [
                     "p:",
+                    "exits",
                     "work",
                     "nisv",
                     "testdev-data",
@@ -496,7 +531,9 @@ mod tests {
         );
         assert!(
             t.lines().any(|l| l.split_whitespace().collect::<Vec<_>>()
-                == ["p:", "boot", "mmio", "uart", "-", "2", "0.0", "20.0"]),
+                == [
+                    "p:", "exits", "boot", "mmio", "uart", "-", "2", "0.0", "20.0"
+                ]),
             "{t}"
         );
     }

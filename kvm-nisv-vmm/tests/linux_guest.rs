@@ -95,24 +95,15 @@ impl Boot {
         self.nisv().into_iter().find(|l| l.starts_with(prefix))
     }
 
-    /// The VMM's exit table.
+    /// The VMM's exit table (the `exits` rows of exit_stats.rs).
     fn rows(&self) -> Vec<Row> {
         let mut v = Vec::new();
-        let mut in_table = false;
         for l in self.stderr.lines() {
-            let Some(rest) = l.strip_prefix("kvm-nisv-vmm: ") else {
+            let Some(rest) = l.strip_prefix("kvm-nisv-vmm: exits ") else {
                 continue;
             };
-            if rest.starts_with("exits by guest phase") {
-                in_table = true;
-                continue;
-            }
-            if !rest.starts_with("  ") {
-                in_table = false;
-                continue;
-            }
             let w: Vec<&str> = rest.split_whitespace().collect();
-            if !in_table || w.len() != 7 || w[0] == "phase" {
+            if w.len() != 7 || w[0] == "phase" {
                 continue;
             }
             v.push(Row {

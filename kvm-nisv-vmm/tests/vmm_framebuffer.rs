@@ -129,12 +129,13 @@ fn screenshot_on_sigusr1_and_at_exit() {
     let row = |kind: &str, class: &str| {
         stderr.lines().any(|l| {
             let w: Vec<&str> = l.split_whitespace().collect();
-            w.len() == 8
-                && w[1] == "boot"
-                && w[2] == kind
-                && w[3] == "framebuffer"
-                && w[4] == class
-                && w[5] == "1"
+            w.len() == 9
+                && w[1] == "exits"
+                && w[2] == "boot"
+                && w[3] == kind
+                && w[4] == "framebuffer"
+                && w[5] == class
+                && w[6] == "1"
         })
     };
     assert!(row("nisv", "GprPair"), "{stderr}");
