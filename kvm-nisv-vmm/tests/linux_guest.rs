@@ -164,8 +164,9 @@ fn boot(name: &str, cpus: u8, run: &str, extra: &[&str], timeout: Duration) -> B
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     if stream() {
+        // On a line of its own (libtest's "test NAME ... " has no newline yet).
         out(&format!(
-            "@@demo boot {name}: {cpus} vCPU(s), NISV_RUN={run}"
+            "\n@@demo boot {name}: {cpus} vCPU(s), NISV_RUN={run}"
         ));
     }
     let t0 = Instant::now();
