@@ -19,10 +19,13 @@
 //! The final picture is the test pattern of docs/guest-interface.md
 //! ("Framebuffer test pattern"): colour bars, a gradient, two lines of text.
 
-
 // The indexed loops, element-wise struct copies and manual swaps are the
 // workload: what ordinary code does, compiled as the compiler sees fit.
-#![allow(clippy::needless_range_loop, clippy::manual_memcpy, clippy::manual_swap)]
+#![allow(
+    clippy::needless_range_loop,
+    clippy::manual_memcpy,
+    clippy::manual_swap
+)]
 use std::ffi::CString;
 use std::io::{self, Write};
 

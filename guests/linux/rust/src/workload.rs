@@ -18,10 +18,13 @@
 //! one is an alignment fault, SIGBUS), so offsets and lengths are multiples of
 //! 16 and structs are 32 bytes, as a driver's descriptors would be.
 
-
 // The indexed loops, element-wise struct copies and manual swaps are the
 // workload: what ordinary code does, compiled as the compiler sees fit.
-#![allow(clippy::needless_range_loop, clippy::manual_memcpy, clippy::manual_swap)]
+#![allow(
+    clippy::needless_range_loop,
+    clippy::manual_memcpy,
+    clippy::manual_swap
+)]
 use std::hint::black_box;
 
 use crate::testdev::{Ctrl, fnv1a64};
