@@ -271,6 +271,86 @@ pub fn display_from_file(file: &str) -> String {
     file.replace('+', "/")
 }
 
+/// Files a test printed on the console (name, bytes):
+///
+/// ```text
+/// @@kvm-nisv file screenshot.png bytes=1234
+/// @@kvm-nisv data iVBORw0KGgo...            (base64, any number of lines)
+/// @@kvm-nisv file-end screenshot.png
+/// ```
+///
+/// A block whose decoded size differs from `bytes=`, whose base64 is broken or
+/// that never ends is dropped; a name with a path separator or `..` too.
+pub fn extract_files(log: &str) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut cur: Option<(String, usize, String)> = None;
+    for raw in log.lines() {
+        let Some(pos) = raw.find(MARK) else {
+            continue;
+        };
+        let words: Vec<&str> = raw[pos + MARK.len()..].split_whitespace().collect();
+        match (words.first().copied(), words.get(1).copied()) {
+            (Some("file"), Some(name)) => {
+                let bytes = field(&words, "bytes").and_then(|v| v.parse().ok());
+                let safe = !name.contains('/') && !name.contains("..") && !name.is_empty();
+                cur = match bytes {
+                    Some(n) if safe => Some((name.to_string(), n, String::new())),
+                    _ => None,
+                };
+            }
+            (Some("data"), Some(chunk)) => {
+                if let Some((_, _, text)) = cur.as_mut() {
+                    text.push_str(chunk);
+                }
+            }
+            (Some("file-end"), Some(name)) => {
+                if let Some((n, size, text)) = cur.take()
+                    && n == name
+                    && let Some(data) = base64_decode(&text)
+                    && data.len() == size
+                {
+                    out.push((n, data));
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Standard base64 (RFC 4648, with padding); `None` on any other character.
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let val = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let b = s.as_bytes();
+    if !b.len().is_multiple_of(4) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(b.len() / 4 * 3);
+    for q in b.chunks(4) {
+        let pad = q.iter().rev().take_while(|&&c| c == b'=').count();
+        if pad > 2 || q[..4 - pad].contains(&b'=') {
+            return None;
+        }
+        let mut v = 0u32;
+        for &c in &q[..4 - pad] {
+            v = v << 6 | val(c)?;
+        }
+        v <<= 6 * pad as u32;
+        let bytes = [(v >> 16) as u8, (v >> 8) as u8, v as u8];
+        out.extend_from_slice(&bytes[..3 - pad]);
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -385,5 +465,38 @@ not json"#;
         assert_eq!(a[1].name, "kvm-nisv-vmm/bin/kvm-nisv-vmm");
         assert!(!a[1].test);
         assert_eq!(a[1].path, "/t/kvm-nisv-vmm");
+    }
+
+    #[test]
+    fn files_are_extracted_from_the_console() {
+        let log = "junk\n\
+            @@kvm-nisv file a.bin bytes=5\n\
+            [6.12] @@kvm-nisv data aGVs\n\
+            @@kvm-nisv data bG8=\n\
+            @@kvm-nisv file-end a.bin\n\
+            @@kvm-nisv file bad.bin bytes=9\n\
+            @@kvm-nisv data aGVsbG8=\n\
+            @@kvm-nisv file-end bad.bin\n\
+            @@kvm-nisv file ../x bytes=1\n\
+            @@kvm-nisv data QQ==\n\
+            @@kvm-nisv file-end ../x\n\
+            @@kvm-nisv file c bytes=1\n\
+            @@kvm-nisv data Q!==\n\
+            @@kvm-nisv file-end c\n\
+            @@kvm-nisv file open bytes=1\n\
+            @@kvm-nisv data QQ==\n";
+        assert_eq!(
+            extract_files(log),
+            vec![("a.bin".to_string(), b"hello".to_vec())]
+        );
+        assert_eq!(base64_decode(""), Some(vec![]));
+        assert_eq!(base64_decode("QUJD"), Some(b"ABC".to_vec()));
+        assert_eq!(base64_decode("QUI="), Some(b"AB".to_vec()));
+        assert_eq!(base64_decode("QUI"), None);
+        assert_eq!(base64_decode("Q==="), None);
+        assert_eq!(base64_decode("Q=I="), None);
+        // The console parser ignores the blocks.
+        let r = parse_console(log);
+        assert!(r.results.is_empty());
     }
 }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::framebuffer::FramebufferMode;
 use crate::layout::{DEFAULT_RAM_SIZE, MAX_RAM_SIZE, MAX_VCPUS, MIN_RAM_SIZE};
 use crate::nisv::Policy;
 
@@ -73,6 +74,18 @@ pub struct RunArgs {
     /// with nothing behind it, on stderr.
     #[arg(long)]
     pub trace_nisv: bool,
+
+    /// Add a framebuffer of this mode, `WIDTHxHEIGHT[-FORMAT]` with FORMAT
+    /// r5g6b5 (default), x8r8g8b8 or a8r8g8b8, e.g. `320x240`. The device tree
+    /// describes it as a `simple-framebuffer` at 0x7E00_0000; its memory is not
+    /// a memslot, so every guest access to it exits to the VMM.
+    #[arg(long, value_name = "MODE")]
+    pub framebuffer: Option<FramebufferMode>,
+
+    /// Write the framebuffer to FILE as a PNG when the VM stops and whenever
+    /// the VMM receives SIGUSR1. Needs --framebuffer.
+    #[arg(long, value_name = "FILE", requires = "framebuffer")]
+    pub screenshot: Option<PathBuf>,
 }
 
 /// Parse `256M`, `1G`, `65536`... into bytes.
@@ -140,6 +153,8 @@ mod tests {
         assert!(!r.trace_nisv);
         assert_eq!(r.cmdline, DEFAULT_CMDLINE);
         assert_eq!(r.initrd, None);
+        assert_eq!(r.framebuffer, None);
+        assert_eq!(r.screenshot, None);
     }
 
     #[test]
@@ -158,8 +173,14 @@ mod tests {
             "--on-nisv",
             "stop",
             "--trace-nisv",
+            "--framebuffer",
+            "640x480-x8r8g8b8",
+            "--screenshot",
+            "s.png",
         ])
         .unwrap();
+        assert_eq!(r.framebuffer.unwrap().to_string(), "640x480-x8r8g8b8");
+        assert_eq!(r.screenshot, Some(PathBuf::from("s.png")));
         assert_eq!(r.initrd, Some(PathBuf::from("i.gz")));
         assert_eq!(r.cmdline, "quiet");
         assert_eq!(r.mem, 1 << 30);
@@ -183,6 +204,8 @@ mod tests {
             &["-k", "x", "--cpus", "0"],
             &["-k", "x", "--cpus", "200"],
             &["-k", "x", "--on-nisv", "ignore"],
+            &["-k", "x", "--screenshot", "s.png"], // needs --framebuffer
+            &["-k", "x", "--framebuffer", "320"],
         ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }
@@ -207,6 +230,8 @@ mod tests {
             "--cpus",
             "--on-nisv",
             "--trace-nisv",
+            "--framebuffer",
+            "--screenshot",
         ] {
             assert!(help.contains(opt), "{opt} missing from:\n{help}");
         }

@@ -9,7 +9,13 @@
 
 use vm_fdt::{FdtWriter, FdtWriterResult};
 
+use crate::framebuffer::FramebufferMode;
 use crate::layout::*;
+
+/// The compatible strings of the node that offers the test device's data
+/// window to a generic userspace-I/O driver (`uio_pdrv_genirq` loaded with
+/// `of_id=kvm-nisv,testdev-data`, or `generic-uio`).
+pub const UIO_COMPATIBLE: [&str; 2] = ["kvm-nisv,testdev-data", "generic-uio"];
 
 /// The GIC's phandle (the root's `interrupt-parent`).
 pub const GIC_PHANDLE: u32 = 1;
@@ -36,6 +42,8 @@ pub struct FdtConfig {
     pub cmdline: String,
     /// Initrd IPA range `[start, end)`.
     pub initrd: Option<(u64, u64)>,
+    /// The framebuffer at [`FB_BASE`], if any.
+    pub framebuffer: Option<FramebufferMode>,
 }
 
 /// Build the DTB.
@@ -146,6 +154,30 @@ pub fn create_fdt(cfg: &FdtConfig) -> FdtWriterResult<Vec<u8>> {
     fdt.property_string_list("reg-names", vec!["ctrl".into(), "data".into()])?;
     fdt.end_node(td)?;
 
+    // The data window once more, for a userspace-I/O driver (no upstream
+    // binding; uio_pdrv_genirq matches the compatible given as its `of_id`
+    // parameter). No interrupt: the device has none.
+    let uio = fdt.begin_node(&format!("uio@{TESTDEV_DATA_BASE:x}"))?;
+    fdt.property_string_list(
+        "compatible",
+        UIO_COMPATIBLE.iter().map(|s| s.to_string()).collect(),
+    )?;
+    fdt.property_array_u64("reg", &[TESTDEV_DATA_BASE, TESTDEV_DATA_SIZE])?;
+    fdt.end_node(uio)?;
+
+    // display/simple-framebuffer.yaml: memory the firmware (here the VMM) set up
+    // for scan-out; Linux's simplefb (or simpledrm) drives it.
+    if let Some(mode) = cfg.framebuffer {
+        let fb = fdt.begin_node(&format!("framebuffer@{FB_BASE:x}"))?;
+        fdt.property_string("compatible", "simple-framebuffer")?;
+        fdt.property_array_u64("reg", &[FB_BASE, mode.window_size()])?;
+        fdt.property_u32("width", mode.width)?;
+        fdt.property_u32("height", mode.height)?;
+        fdt.property_u32("stride", mode.stride() as u32)?;
+        fdt.property_string("format", mode.format.name())?;
+        fdt.end_node(fb)?;
+    }
+
     fdt.end_node(root)?;
     let blob = fdt.finish()?;
     Ok(blob)
@@ -228,6 +260,7 @@ mod tests {
             mpidrs: vec![0x8000_0000, 0x8000_0001],
             cmdline: "console=ttyS0 panic=-1".into(),
             initrd: Some((0x8800_0000, 0x8810_0000)),
+            framebuffer: Some("320x240".parse().unwrap()),
         }
     }
 
@@ -294,17 +327,32 @@ mod tests {
             vec![0x0A00_0000, 0x1000, 0x7FF0_0000, 0x10_0000]
         );
         assert_eq!(td["reg-names"], b"ctrl\0data\0");
+
+        let uio = &t["/uio@7ff00000"];
+        assert_eq!(uio["compatible"], b"kvm-nisv,testdev-data\0generic-uio\0");
+        assert_eq!(u64s(&uio["reg"]), vec![0x7FF0_0000, 0x10_0000]);
+        assert!(!uio.contains_key("interrupts"));
+
+        let fb = &t["/framebuffer@7e000000"];
+        assert_eq!(fb["compatible"], b"simple-framebuffer\0");
+        assert_eq!(u64s(&fb["reg"]), vec![0x7E00_0000, 196_608]);
+        assert_eq!(u32s(&fb["width"]), vec![320]);
+        assert_eq!(u32s(&fb["height"]), vec![240]);
+        assert_eq!(u32s(&fb["stride"]), vec![640]);
+        assert_eq!(fb["format"], b"r5g6b5\0");
     }
 
     #[test]
     fn no_initrd_no_initrd_properties() {
         let mut c = cfg();
         c.initrd = None;
+        c.framebuffer = None;
         c.mpidrs = vec![0x8000_0000];
         let blob = create_fdt(&c).unwrap();
         assert!(blob.len() < DTB_MAX_SIZE);
         let t = parse(&blob);
         assert!(!t["/chosen"].contains_key("linux,initrd-start"));
+        assert!(!t.keys().any(|k| k.starts_with("/framebuffer")));
         assert_eq!(u64s(&t["/intc@8000000"]["reg"])[3], 0x2_0000);
     }
 }

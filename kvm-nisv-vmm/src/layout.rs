@@ -22,6 +22,11 @@
 //!              | test device control      4 KiB | userspace
 //!  0x0A00_1000 +--------------------------------+
 //!              |   (unmapped)                   |
+//!  0x7E00_0000 +--------------------------------+
+//!              | framebuffer (--framebuffer)    | userspace, NOT a memslot;
+//!              |   up to 16 MiB                 | simple-framebuffer node
+//!  0x7F00_0000 +--------------------------------+
+//!              |   (unmapped)                   |
 //!  0x7FF0_0000 +--------------------------------+
 //!              | test device data window  1 MiB | userspace, NOT a memslot
 //!  0x8000_0000 +--------------------------------+
@@ -60,6 +65,12 @@ pub const TESTDEV_DATA_BASE: u64 = 0x7FF0_0000;
 /// Size of the test device's data window.
 pub const TESTDEV_DATA_SIZE: u64 = 0x10_0000;
 
+/// Base of the framebuffer window (`--framebuffer`): scan-out memory the VMM
+/// keeps, deliberately not a memslot, so every guest access to it exits.
+pub const FB_BASE: u64 = 0x7E00_0000;
+/// Largest framebuffer the window holds (16 MiB: 1920x1080 at 32 bpp fits).
+pub const FB_MAX_SIZE: u64 = 0x100_0000;
+
 /// Start of guest RAM.
 pub const RAM_BASE: u64 = 0x8000_0000;
 /// Default RAM size (256 MiB).
@@ -95,7 +106,8 @@ const _: () = {
     assert!(GIC_DIST_BASE + GIC_DIST_SIZE <= GIC_REDIST_BASE);
     assert!(GIC_REDIST_BASE + redist_window_size(MAX_VCPUS) <= UART_BASE);
     assert!(UART_BASE + UART_SIZE <= TESTDEV_CTRL_BASE);
-    assert!(TESTDEV_CTRL_BASE + TESTDEV_CTRL_SIZE <= TESTDEV_DATA_BASE);
+    assert!(TESTDEV_CTRL_BASE + TESTDEV_CTRL_SIZE <= FB_BASE);
+    assert!(FB_BASE + FB_MAX_SIZE <= TESTDEV_DATA_BASE);
     assert!(TESTDEV_DATA_BASE + TESTDEV_DATA_SIZE == RAM_BASE);
 };
 

@@ -10,6 +10,10 @@ fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
         .format_target(false)
         .init();
+    // Before any thread starts, so that only the screenshot thread takes it.
+    if let Err(e) = kvm_nisv_vmm::screenshot::block_sigusr1() {
+        eprintln!("kvm-nisv-vmm: cannot block SIGUSR1: {e}");
+    }
     let cli = Cli::parse();
     let status = match cli.command {
         Command::Run(args) => run(&args),

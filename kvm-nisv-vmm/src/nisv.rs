@@ -100,6 +100,7 @@ pub struct NisvStats {
 impl NisvStats {
     /// Count one decoded instruction of `class`.
     pub fn count_class(&self, class: Class) {
+        crate::exit_stats::note_class(class);
         let mut m = self.per_class.lock().unwrap_or_else(|e| e.into_inner());
         *m.entry(class).or_insert(0) += 1;
     }
@@ -285,6 +286,7 @@ impl NisvHandler {
         match r {
             Ok(Outcome::Emulated { insn }) => {
                 self.stats.count_class(insn.class);
+                crate::exit_stats::note_insn(&insn);
                 self.stats.emulated.fetch_add(1, Ordering::Relaxed);
                 self.retry.reset();
                 self.trace(

@@ -99,6 +99,21 @@ pub fn run_vcpu(
             Ok(other) => Raw::Other(format!("{other:?}")),
             Err(e) => Raw::Err(e.errno()),
         };
+        // Device-access exits: timed and counted per device and class
+        // (exit_stats.rs), and ordered against other vCPUs so that emulated
+        // read-modify-writes are atomic (rmw_lock.rs).
+        let started = std::time::Instant::now();
+        let counted = match &raw {
+            Raw::MmioRead(a, _) | Raw::MmioWrite(a, ..) => {
+                Some((crate::exit_stats::ExitKind::Mmio, *a))
+            }
+            Raw::Nisv => {
+                nisv_payload(&mut vcpu).map(|(_, ipa)| (crate::exit_stats::ExitKind::Nisv, ipa))
+            }
+            _ => None,
+        };
+        let _order =
+            counted.map(|(k, _)| crate::rmw_lock::for_exit(k == crate::exit_stats::ExitKind::Nisv));
         let mut ctx = ExitCtx {
             index,
             bus,
@@ -175,6 +190,10 @@ pub fn run_vcpu(
                 handle_exit(&mut ctx, &mut KvmVcpu(&vcpu, inj.as_ref()), Exit::Other(s))
             }
         };
+        if let Some((kind, ipa)) = counted {
+            let device = bus.device_at(ipa).map(|(name, _)| name);
+            crate::exit_stats::record(kind, device, started.elapsed());
+        }
         if let ExitAction::Stop(s) = action {
             break Some(s);
         }

@@ -27,6 +27,14 @@ pub const REG_CMD_STATUS: u64 = 0x18;
 pub const REG_LOG_COUNT: u64 = 0x20;
 /// `NISV_COUNT`: NISV exits the VMM emulated so far (RO).
 pub const REG_NISV_COUNT: u64 = 0x28;
+/// `RESULT`: the result of the last `CMD_HASH` (RO).
+pub const REG_RESULT: u64 = 0x30;
+/// `EXIT_STATUS`: the status the VMM exits with when the guest next powers off
+/// with PSCI `SYSTEM_OFF` (RW; takes precedence over x4 once written).
+pub const REG_EXIT_STATUS: u64 = 0x38;
+/// `PHASE`: up to 8 ASCII bytes naming what the guest is doing; the VMM counts
+/// exits per phase (RW).
+pub const REG_PHASE: u64 = 0x40;
 
 /// `CMD` 1: copy RAM[ADDR..+LEN] to data[OFFSET..+LEN].
 pub const CMD_RAM_TO_DATA: u64 = 1;
@@ -34,6 +42,17 @@ pub const CMD_RAM_TO_DATA: u64 = 1;
 pub const CMD_DATA_TO_RAM: u64 = 2;
 /// `CMD` 3: fill data[OFFSET..+LEN] with the byte `ADDR & 0xff`.
 pub const CMD_FILL: u64 = 3;
+/// `CMD` 4: `RESULT` = FNV-1a 64 ([`fnv1a64`]) of data[OFFSET..+LEN].
+pub const CMD_HASH: u64 = 4;
+
+/// FNV-1a, 64-bit (offset basis 0xcbf2_9ce4_8422_2325, prime 0x100_0000_01b3):
+/// what `CMD_HASH` computes, so that a guest can check the device's view of the
+/// window without reading it back through the emulator.
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
 
 /// `STATUS` after a successful command.
 pub const STATUS_OK: u64 = 0;
@@ -65,6 +84,7 @@ struct State {
     log_count: u64,
     total_accesses: u64,
     log: Vec<LogEntry>,
+    result: u64,
 }
 
 /// The shared state of the test device.
@@ -73,7 +93,13 @@ pub struct TestDevice {
     state: Arc<Mutex<State>>,
     ram: Arc<dyn GuestRam + Send + Sync>,
     nisv_count: Arc<AtomicU64>,
+    phase: Arc<AtomicU64>,
+    /// Bit 63 set: written; low byte: the status.
+    exit_status: Arc<AtomicU64>,
 }
+
+/// `exit_status` bit that says the register was written.
+const EXIT_STATUS_SET: u64 = 1 << 63;
 
 impl std::fmt::Debug for TestDevice {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -95,10 +121,31 @@ impl TestDevice {
                 log_count: 0,
                 total_accesses: 0,
                 log: Vec::new(),
+                result: 0,
             })),
             ram,
             nisv_count,
+            phase: Arc::new(AtomicU64::new(0)),
+            exit_status: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// The `PHASE` register, shared (the exit counters read it).
+    pub fn phase(&self) -> Arc<AtomicU64> {
+        self.phase.clone()
+    }
+
+    /// The value last written to `EXIT_STATUS` (at most 255), if any.
+    pub fn exit_status(&self) -> Option<i32> {
+        let v = self.exit_status.load(Ordering::Relaxed);
+        (v & EXIT_STATUS_SET != 0).then(|| (v & !EXIT_STATUS_SET).min(255) as i32)
+    }
+
+    /// The status to exit with when the guest powered off with `SYSTEM_OFF`
+    /// and x4 gave `x4_status`: `EXIT_STATUS` if the guest wrote it, else
+    /// `x4_status`. (Linux cannot choose x4: its PSCI call passes 0 there.)
+    pub fn power_off_status(&self, x4_status: i32) -> i32 {
+        self.exit_status().unwrap_or(x4_status)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -147,6 +194,7 @@ impl TestDevice {
         let Some(window) = s.data.get_mut(range) else {
             return STATUS_ERROR;
         };
+        let mut hash = None;
         let ok = match cmd {
             CMD_RAM_TO_DATA => self.ram.read(s.addr, window).is_ok(),
             CMD_DATA_TO_RAM => self.ram.write(s.addr, window).is_ok(),
@@ -154,8 +202,15 @@ impl TestDevice {
                 window.fill(s.addr as u8);
                 true
             }
+            CMD_HASH => {
+                hash = Some(fnv1a64(window));
+                true
+            }
             _ => false,
         };
+        if let Some(h) = hash {
+            s.result = h;
+        }
         if ok { STATUS_OK } else { STATUS_ERROR }
     }
 }
@@ -261,6 +316,9 @@ impl BusDevice for TestDevCtrl {
             REG_CMD_STATUS => s.status,
             REG_LOG_COUNT => s.log_count,
             REG_NISV_COUNT => self.0.nisv_count.load(Ordering::Relaxed),
+            REG_RESULT => s.result,
+            REG_EXIT_STATUS => self.0.exit_status.load(Ordering::Relaxed) & !EXIT_STATUS_SET,
+            REG_PHASE => self.0.phase.load(Ordering::Relaxed),
             _ => 0, // RAZ
         };
         data.copy_from_slice(&v.to_le_bytes());
@@ -286,7 +344,12 @@ impl BusDevice for TestDevCtrl {
                 s.status = st;
             }
             REG_LOG_COUNT => s.log_count = 0,
-            _ => {} // NISV_COUNT and unassigned offsets: WI
+            REG_EXIT_STATUS => self
+                .0
+                .exit_status
+                .store(EXIT_STATUS_SET | (v & !EXIT_STATUS_SET), Ordering::Relaxed),
+            REG_PHASE => self.0.phase.store(v, Ordering::Relaxed),
+            _ => {} // NISV_COUNT, RESULT and unassigned offsets: WI
         }
         Ok(())
     }
@@ -453,5 +516,45 @@ mod tests {
         wr(&mut c, REG_LOG_COUNT, 0);
         assert_eq!(rd(&mut c, REG_LOG_COUNT), 0);
         assert_eq!(dev.total_accesses(), 4);
+    }
+
+    #[test]
+    fn hash_exit_status_and_phase() {
+        let (_, dev, mut c, mut d, _) = setup();
+        assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
+        // Published FNV-1a 64 test vector.
+        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+        d.write(0x100, b"hello").unwrap();
+        wr(&mut c, REG_OFFSET, 0x100);
+        wr(&mut c, REG_LEN, 5);
+        wr(&mut c, REG_CMD_STATUS, CMD_HASH);
+        assert_eq!(rd(&mut c, REG_CMD_STATUS), STATUS_OK);
+        assert_eq!(rd(&mut c, REG_RESULT), fnv1a64(b"hello"));
+        wr(&mut c, REG_RESULT, 7);
+        assert_eq!(rd(&mut c, REG_RESULT), fnv1a64(b"hello"), "RESULT is RO");
+        // Out of range: error, RESULT unchanged.
+        wr(&mut c, REG_OFFSET, TESTDEV_DATA_SIZE);
+        wr(&mut c, REG_CMD_STATUS, CMD_HASH);
+        assert_eq!(rd(&mut c, REG_CMD_STATUS), STATUS_ERROR);
+        assert_eq!(rd(&mut c, REG_RESULT), fnv1a64(b"hello"));
+
+        assert_eq!(dev.exit_status(), None);
+        assert_eq!(dev.power_off_status(42), 42);
+        wr(&mut c, REG_EXIT_STATUS, 0);
+        assert_eq!(dev.exit_status(), Some(0), "0 written is a status too");
+        assert_eq!(dev.power_off_status(42), 0);
+        wr(&mut c, REG_EXIT_STATUS, 3);
+        assert_eq!(rd(&mut c, REG_EXIT_STATUS), 3);
+        assert_eq!(dev.power_off_status(0), 3);
+        wr(&mut c, REG_EXIT_STATUS, u64::MAX);
+        assert_eq!(dev.exit_status(), Some(255));
+
+        let phase = dev.phase();
+        wr(&mut c, REG_PHASE, u64::from_le_bytes(*b"rs-devm\0"));
+        assert_eq!(
+            phase.load(Ordering::Relaxed),
+            u64::from_le_bytes(*b"rs-devm\0")
+        );
+        assert_eq!(rd(&mut c, REG_PHASE), u64::from_le_bytes(*b"rs-devm\0"));
     }
 }

@@ -25,7 +25,9 @@ use crate::adapter::KvmNisvEmulator;
 use crate::adapter::kvm::{MPIDR_EL1_ID, enable_nisv, injector, nisv_caps};
 use crate::bus::Bus;
 use crate::cli::RunArgs;
+use crate::exit_stats::{self, ExitStats};
 use crate::fdt::{FdtConfig, create_fdt};
+use crate::framebuffer::Framebuffer;
 use crate::gic::{Frame, GicRegs, KvmVgicAttrs, create_vgic};
 use crate::layout::*;
 use crate::loader::{KernelKind, load_dtb, load_initrd, load_kernel};
@@ -252,6 +254,7 @@ pub fn run(args: &RunArgs) -> i32 {
         mpidrs: mpidrs.clone(),
         cmdline: args.cmdline.clone(),
         initrd,
+        framebuffer: args.framebuffer,
     }) {
         Ok(b) => b,
         Err(e) => fail!("building the device tree: {e}"),
@@ -309,6 +312,19 @@ pub fn run(args: &RunArgs) -> i32 {
     if let Err(e) = inserted {
         fail!("building the MMIO bus: {e}");
     }
+    let fb = args.framebuffer.map(Framebuffer::new);
+    if let Some(fb) = &fb {
+        let dev = Arc::new(Mutex::new(fb.bus_device()));
+        if let Err(e) = bus.insert(FB_BASE, fb.mode().window_size(), dev) {
+            fail!("building the MMIO bus: {e}");
+        }
+        if let Some(path) = &args.screenshot
+            && let Err(e) = crate::screenshot::spawn_sigusr1_writer(fb.clone(), path.clone())
+        {
+            fail!("cannot start the screenshot thread: {e}");
+        }
+    }
+    exit_stats::install(ExitStats::new(testdev.phase()));
     if let Err(e) = spawn_stdin_reader(uart.clone()) {
         log::warn!("no console input: {e}");
     }
@@ -356,6 +372,7 @@ pub fn run(args: &RunArgs) -> i32 {
                         // A vCPU that does not leave KVM_RUN: end the process anyway.
                         let (st, m) = outcome.take().unwrap_or((EXIT_VMM_ERROR, None));
                         finish(&uart, &stats, args.trace_nisv, &testdev, m.as_deref());
+                        report_at_exit(args, fb.as_ref(), host);
                         std::process::exit(st);
                     }
                     match rx.recv_timeout(Duration::from_millis(10)) {
@@ -394,8 +411,35 @@ pub fn run(args: &RunArgs) -> i32 {
         ))
     });
     finish(&uart, &stats, args.trace_nisv, &testdev, message.as_deref());
+    report_at_exit(args, fb.as_ref(), host);
     drop(vm);
-    status
+    // A guest power-off (SYSTEM_OFF is the only stop without a message, see
+    // vcpu::handle_exit) takes the status the guest wrote to the test device's
+    // EXIT_STATUS register, if any: Linux cannot choose x4.
+    if message.is_none() {
+        testdev.power_off_status(status)
+    } else {
+        status
+    }
+}
+
+/// At exit: the screenshot, the exit table and the VMM's own footprint.
+fn report_at_exit(args: &RunArgs, fb: Option<&Framebuffer>, ram_host: u64) {
+    if let (Some(fb), Some(path)) = (fb, &args.screenshot) {
+        match crate::screenshot::write_png(fb, path) {
+            Ok(()) => eprintln!("kvm-nisv-vmm: screenshot written to {}", path.display()),
+            Err(e) => eprintln!("kvm-nisv-vmm: {e}"),
+        }
+    }
+    if let Some(s) = exit_stats::global()
+        && !s.rows().is_empty()
+    {
+        eprint!("{}", s.table("kvm-nisv-vmm: "));
+    }
+    match crate::footprint::measure(ram_host as *const u8, args.mem as usize) {
+        Ok(f) => eprintln!("kvm-nisv-vmm: {f}"),
+        Err(e) => eprintln!("kvm-nisv-vmm: cannot measure the memory footprint: {e}"),
+    }
 }
 
 fn finish(

@@ -19,7 +19,7 @@
 use std::collections::BTreeSet;
 use std::process::ExitCode;
 
-use kvm_nisv_harness::{Run, Status, file_name, parse_cargo_json, parse_console};
+use kvm_nisv_harness::{Run, Status, extract_files, file_name, parse_cargo_json, parse_console};
 
 fn usage() -> ExitCode {
     eprintln!(
@@ -103,6 +103,19 @@ fn report(args: &[String]) -> ExitCode {
         let text = std::fs::read(path)
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default();
+        // Files the tests printed (the Linux guest's screenshot) go to
+        // <dir of the log>/<kernel>/<name>.
+        for (name, data) in extract_files(&text) {
+            let dir = std::path::Path::new(path)
+                .parent()
+                .unwrap_or(std::path::Path::new("."))
+                .join(label.replace(' ', "_"));
+            let file = dir.join(&name);
+            match std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&file, &data)) {
+                Ok(()) => eprintln!("report: {label}: wrote {}", file.display()),
+                Err(e) => eprintln!("report: cannot write {}: {e}", file.display()),
+            }
+        }
         runs.push((label.to_string(), parse_console(&text)));
     }
     if runs.is_empty() {
