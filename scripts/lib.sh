@@ -40,8 +40,9 @@ apt_install() {
     }
     mapfile -t removed < <(sed -n 's/^Remv \([^ ]*\) .*/\1/p' <<<"$sim")
     for r in "${removed[@]}"; do
-        cand=$(LC_ALL=C apt-cache policy "$r" | sed -n 's/^  Candidate: //p')
-        if [ -n "$cand" ] && [ "$cand" != "(none)" ]; then
+        # The newest version the sources offer (not the installed one).
+        cand=$(LC_ALL=C apt-cache madison "$r" | awk -F' [|] ' 'NR == 1 {print $2}')
+        if [ -n "$cand" ]; then
             log "NOTE: installing ${missing[*]} would REMOVE $r $(dpkg-query -W -f='${Version}' "$r" 2>/dev/null);" \
                 "keeping it in the version apt's sources offer instead: $r $cand"
             keep+=("$r=$cand")
