@@ -31,7 +31,7 @@ apt_install() {
     # qemu-system-arm 7.2. A package apt would remove is kept in the version
     # the configured sources offer (Debian 12's qemu-utils 7.2: qemu-img and
     # qemu-nbd stay installed), said loudly; if there is none, nothing happens
-    # and the install fails (--no-remove). README.md, "Fresh machine".
+    # and the install fails (--no-remove). README.md, "On a fresh machine".
     local sim removed=() keep=() r cand
     sim=$(LC_ALL=C apt-get -s install --no-install-recommends "${missing[@]}" 2>&1) || {
         printf '%s\n' "$sim" >&2
