@@ -25,7 +25,35 @@ apt_install() {
     [ ${#missing[@]} -eq 0 ] && return 0
     log "installing ${missing[*]}"
     apt_update_once
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+    # Never remove an installed package silently. The one case seen: the CI
+    # machine kind ships qemu-utils 10.0.2 from bookworm-backports, whose
+    # `Breaks: qemu-system-common (<< 8.0)` makes apt remove it for Debian 12's
+    # qemu-system-arm 7.2. A package apt would remove is kept in the version
+    # the configured sources offer (Debian 12's qemu-utils 7.2: qemu-img and
+    # qemu-nbd stay installed), said loudly; if there is none, nothing happens
+    # and the install fails (--no-remove). README.md, "On a fresh machine".
+    local sim removed=() keep=() r cand
+    sim=$(LC_ALL=C apt-get -s install --no-install-recommends "${missing[@]}" 2>&1) || {
+        printf '%s\n' "$sim" >&2
+        log "apt cannot install ${missing[*]}"
+        return 1
+    }
+    mapfile -t removed < <(sed -n 's/^Remv \([^ ]*\) .*/\1/p' <<<"$sim")
+    for r in "${removed[@]}"; do
+        # The newest version the sources offer (not the installed one).
+        cand=$(LC_ALL=C apt-cache madison "$r" | awk -F' [|] ' 'NR == 1 {print $2}')
+        if [ -n "$cand" ]; then
+            log "NOTE: installing ${missing[*]} would REMOVE $r $(dpkg-query -W -f='${Version}' "$r" 2>/dev/null);" \
+                "keeping it in the version apt's sources offer instead: $r $cand"
+            keep+=("$r=$cand")
+        else
+            log "installing ${missing[*]} would remove $r, which apt's sources no longer offer:" \
+                "not doing that. Remove $r yourself (apt-get remove $r) or install ${missing[*]} by hand."
+            return 1
+        fi
+    done
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+        --no-remove ${keep[@]:+--allow-downgrades} "${missing[@]}" ${keep[@]:+"${keep[@]}"} >&2
 }
 
 # apt-get update at most once per hour (and after adding the arm64 architecture).
@@ -46,15 +74,18 @@ ensure_arm64_arch() {
     fi
 }
 
-# The Rust toolchain pieces every script needs.
+# The Rust toolchain pieces every script needs. rustup and cargo download over
+# TLS and check the peer against the system's CA store, which a minimal
+# Debian 12 lacks: ca-certificates first.
 ensure_rust() {
+    apt_install ca-certificates
     if ! command -v cargo >/dev/null 2>&1; then
         if [ -x "$HOME/.cargo/bin/cargo" ]; then
             export PATH="$HOME/.cargo/bin:$PATH"
         else
             # Debian 12's rustc (1.63) is too old for edition 2024: use rustup.
             log "installing the stable Rust toolchain with rustup"
-            apt_install curl ca-certificates
+            apt_install curl
             curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal >&2
             export PATH="$HOME/.cargo/bin:$PATH"
         fi
