@@ -113,6 +113,12 @@ da_opts() {
         -o "Acquire::IndexTargets::deb::DEP-11-icons-hidpi::DefaultEnabled=false"
         -o "APT::Sandbox::User=root"
         -o "Debug::NoLocking=true"
+        # sid's, experimental's and the -security suites' Release files carry a
+        # Valid-Until a week or so ahead; a mirror that is a snapshot of the
+        # archive (as on the CI machine kind) serves them expired, and apt would
+        # then refuse the whole update. The signatures are still checked: only
+        # the freshness date is not.
+        -o "Acquire::Check-Valid-Until=false"
     )
 }
 
