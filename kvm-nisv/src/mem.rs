@@ -97,9 +97,29 @@ impl<T: GuestRam + ?Sized> GuestRam for &T {
 ///
 /// `data` holds the bytes as they appear on the bus, lowest address first
 /// (the same convention as `kvm_run.mmio.data`); endianness conversion for
-/// big-endian guests is the emulator's job. Accesses are 1, 2, 4 or 8 bytes;
-/// the emulator splits a 16-byte element into two 8-byte accesses at
-/// increasing addresses.
+/// big-endian guests is the emulator's job. Every access the emulator makes
+/// is a power of two in size and naturally aligned (its address is a multiple
+/// of its size), at most [`MmioBus::max_access_size`] bytes: 1, 2, 4 or 8
+/// bytes with the default, like `kvm_run.mmio`.
+///
+/// What the accesses of one instruction look like depends on the memory type
+/// the guest mapped the address with (docs/emulator.md, "Gathering"):
+///
+/// - **Device-nGnRnE, Device-nGnRE, Device-nGRE** (non-Gathering; every data
+///   access with the guest's MMU off is Device-nGnRnE): one access per
+///   element at its own size, at increasing addresses, as the Arm ARM requires
+///   ("All accesses occur at their single-copy atomic sizes", B2.10.2.1). A
+///   16-byte Q element is two 8-byte accesses (it is a pair of single-copy
+///   atomic 64-bit accesses); the pair of an LDXP/STXP of W registers and of
+///   a CASP of W registers is one 8-byte access, STXP and CASP of X registers
+///   one 16-byte access if `max_access_size` allows it (each pair is one
+///   single-copy atomic access).
+/// - **Normal memory and Device-GRE** (the G attribute permits gathering):
+///   the contiguous bytes of one instruction are *gathered*: cut into
+///   naturally aligned accesses of at most `max_access_size` bytes whatever
+///   the element size, so `ldp w0, w1, [x]` at an 8-byte aligned address is
+///   one 8-byte access and `ld1 {v0.16b-v3.16b}` (64 one-byte elements) eight
+///   8-byte accesses (one 64-byte access if the device takes it).
 pub trait MmioBus {
     /// Read `data.len()` bytes at `ipa`.
     fn read(&mut self, ipa: u64, data: &mut [u8]) -> Result<(), BusError>;
@@ -113,6 +133,24 @@ pub trait MmioBus {
     /// [`MmioBus::write`]: an access inside a range reported here must not
     /// fail with [`BusError::NoDevice`].
     fn contains(&self, ipa: u64, len: usize) -> bool;
+    /// The widest single access, in bytes, the device claiming `ipa` accepts
+    /// when the guest's memory type lets the emulator gather accesses (Normal
+    /// memory, Device-GRE; see the trait documentation).
+    ///
+    /// The default, 8, is what `kvm_run.mmio` carries: a bus written for
+    /// `KVM_EXIT_MMIO` handles every access the emulator makes. Return more
+    /// (16, 64, 4096...) for a device that takes wide accesses, such as a
+    /// framebuffer or a RAM-like BAR, so that a 64-byte `ld1`/`st1` or a
+    /// `DC ZVA` block reaches it as one access. The value applies to every
+    /// access that starts at `ipa` and lies in a range [`MmioBus::contains`]
+    /// reported. Values below 8 are taken as 8 (an 8-byte element is always
+    /// one access), values above 4096 as 4096, others are rounded down to a
+    /// power of two. Device-nG memory never sees an access wider than its
+    /// single-copy atomic size, whatever this says.
+    fn max_access_size(&self, ipa: u64) -> usize {
+        let _ = ipa;
+        8
+    }
 }
 
 impl<T: MmioBus + ?Sized> MmioBus for &mut T {
@@ -124,6 +162,9 @@ impl<T: MmioBus + ?Sized> MmioBus for &mut T {
     }
     fn contains(&self, ipa: u64, len: usize) -> bool {
         (**self).contains(ipa, len)
+    }
+    fn max_access_size(&self, ipa: u64) -> usize {
+        (**self).max_access_size(ipa)
     }
 }
 

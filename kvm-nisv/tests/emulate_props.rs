@@ -16,7 +16,11 @@
 //! pages, the two window pages mapped to non-adjacent IPAs), each window page
 //! RAM, a device or nothing, Normal or Device memory, read-write, read-only or
 //! unmapped; EL0, EL1 with SP_EL0 or SP_EL1; SCTLR_EL1.A, EE, E0E; addresses
-//! biased towards the page boundary so elements and pairs straddle it.
+//! biased towards the page boundary so elements and pairs straddle it. Device
+//! pages are Device-nGnRE, -GRE, -nGRE or -nGnRnE, and the bus reports a random
+//! `max_access_size`: the bus log is checked against the gathering rules
+//! (docs/emulator.md, "Gathering") with a model of its own (`check_bus_log`),
+//! built from the reference's `Mem[]` accesses.
 
 #[path = "stage1_pt/mod.rs"]
 mod pt;
@@ -24,7 +28,7 @@ mod pt;
 #[path = "emulate_common/mod.rs"]
 mod common;
 
-use common::Rng;
+use common::{Rng, WideBus};
 use kvm_nisv::emulate::{Emulator, Outcome};
 use kvm_nisv::mem::{BusAccess, VecBus};
 use kvm_nisv::mem::{GuestRam, VecRam};
@@ -438,13 +442,30 @@ struct PageCfg {
     backing: Backing,
     /// Device memory type (always true with the MMU off).
     device_type: bool,
+    /// MAIR_EL1 index of the mapping when the MMU is on (see `MAIR`): 0 for
+    /// Normal, 1..=4 for the Device types.
+    attr: u64,
     read_only: bool,
     unmapped: bool,
+}
+
+/// MAIR_EL1: Attr0 Normal write-back (0xff), Attr1 Device-nGnRE (0x04),
+/// Attr2 Device-GRE (0x0c), Attr3 Device-nGRE (0x08), Attr4 Device-nGnRnE (0x00).
+const MAIR: u64 = 0xff | (0x04 << 8) | (0x0c << 16) | (0x08 << 24);
+
+impl PageCfg {
+    /// Whether the page's memory type permits gathering (Normal or
+    /// Device-GRE; with the MMU off every data access is Device-nGnRnE).
+    fn gathers(&self, mmu: bool) -> bool {
+        mmu && (!self.device_type || self.attr == 2)
+    }
 }
 
 #[derive(Clone, Debug)]
 struct Env {
     mmu: bool,
+    /// What the bus answers to `max_access_size`.
+    bus_max: usize,
     pages: [PageCfg; 2],
     /// 0: EL0, 1: EL1t (SP_EL0), 2: EL1h (SP_EL1).
     mode: u8,
@@ -486,6 +507,7 @@ fn gen_env(rng: &mut Rng) -> Env {
     let mut pages = [PageCfg {
         backing: Backing::Ram,
         device_type: true,
+        attr: 4,
         read_only: false,
         unmapped: false,
     }; 2];
@@ -501,6 +523,11 @@ fn gen_env(rng: &mut Rng) -> Env {
         }
         if mmu {
             p.device_type = rng.chance(1, 3);
+            p.attr = if p.device_type {
+                rng.pick(&[1, 2, 2, 3, 4])
+            } else {
+                0
+            };
             p.read_only = rng.chance(1, 8);
             p.unmapped = rng.chance(1, 16);
         }
@@ -540,8 +567,11 @@ fn gen_env(rng: &mut Rng) -> Env {
     for b in window.iter_mut() {
         *b = rng.next() as u8;
     }
+    // 8 is the default; 24 and 0 are rounded to 16 and 8.
+    let bus_max = rng.pick(&[8, 8, 16, 64, 4096, 24, 0]);
     Env {
         mmu,
+        bus_max,
         pages,
         mode,
         sctlr,
@@ -556,7 +586,7 @@ fn materialise(env: &Env, word: u32) -> (VecRam, VecBus, RegisterFile) {
     let mut regs = env.regs.clone();
     regs.set_sys(SysReg::SctlrEl1, env.sctlr);
     regs.set_sys(SysReg::DczidEl0, env.dczid);
-    regs.set_sys(SysReg::MairEl1, 0x04ff);
+    regs.set_sys(SysReg::MairEl1, MAIR);
     regs.set_sys(SysReg::IdAa64mmfr0El1, 5);
     let mut bus = VecBus::new();
     let mut ram = if env.mmu {
@@ -564,7 +594,7 @@ fn materialise(env: &Env, word: u32) -> (VecRam, VecBus, RegisterFile) {
         p.be = env.sctlr & SCTLR_EE != 0;
         p.map(CODE, CODE, 3, pt::AF | pt::AP_RO | pt::AP_EL0);
         for (i, pc) in env.pages.iter().enumerate() {
-            let mut attrs = pt::AF | pt::AP_EL0 | pt::attr(u64::from(pc.device_type));
+            let mut attrs = pt::AF | pt::AP_EL0 | pt::attr(pc.attr);
             if pc.read_only {
                 attrs |= pt::AP_RO;
             }
@@ -636,6 +666,21 @@ struct Ref<'a> {
     big: bool,
     /// Accesses are checked as EL0 (EL0, or LDTR/STTR at EL1).
     as_el0: bool,
+    /// The pseudocode's `Mem[]` accesses made, in order.
+    mem_log: std::cell::RefCell<Vec<MemAcc>>,
+}
+
+/// One `Mem[address, size]` access of the reference, with the size of its
+/// single-copy atomic parts (Arm ARM B2.2.1).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct MemAcc {
+    a: u64,
+    n: u64,
+    /// Single-copy atomic size: the access size up to 8 bytes; 8 for a
+    /// 128-bit SIMD&FP value or LDXP of X registers (pairs of 64-bit
+    /// accesses); 16 for STXP and CASP of X registers.
+    unit: u64,
+    write: bool,
 }
 
 type RefResult<T> = Result<T, RefOutcome>;
@@ -701,6 +746,16 @@ impl Ref<'_> {
     }
 
     fn rd(&self, a: u64, n: u64) -> u128 {
+        self.rd_unit(a, n, n.min(8))
+    }
+
+    fn rd_unit(&self, a: u64, n: u64, unit: u64) -> u128 {
+        self.mem_log.borrow_mut().push(MemAcc {
+            a,
+            n,
+            unit,
+            write: false,
+        });
         let off = (a - WIN) as usize;
         let mut v = 0u128;
         for i in 0..n as usize {
@@ -715,6 +770,16 @@ impl Ref<'_> {
     }
 
     fn wr(&mut self, a: u64, n: u64, v: u128) {
+        self.wr_unit(a, n, v, n.min(8))
+    }
+
+    fn wr_unit(&mut self, a: u64, n: u64, v: u128, unit: u64) {
+        self.mem_log.borrow_mut().push(MemAcc {
+            a,
+            n,
+            unit,
+            write: true,
+        });
         let off = (a - WIN) as usize;
         for i in 0..n as usize {
             let b = if self.big {
@@ -771,14 +836,19 @@ fn addr_mode(m: &Ref<'_>, n: u8, mode: Mode, scale: u64, pair: bool) -> (u64, Op
     }
 }
 
+/// What the reference produced: the outcome, the new machine state, the new
+/// monitor and the `Mem[]` accesses made.
+type RefRun = (
+    RefOutcome,
+    RegisterFile,
+    Vec<u8>,
+    Option<(u64, u64)>,
+    Vec<MemAcc>,
+);
+
 /// The reference interpreter. `monitor` is the exclusive monitor (address,
-/// bytes) before the instruction; returns the outcome, the new machine state
-/// and the new monitor.
-fn reference(
-    env: &Env,
-    spec: &Spec,
-    monitor: Option<(u64, u64)>,
-) -> (RefOutcome, RegisterFile, Vec<u8>, Option<(u64, u64)>) {
+/// bytes) before the instruction.
+fn reference(env: &Env, spec: &Spec, monitor: Option<(u64, u64)>) -> RefRun {
     let as_el0 = env.el0()
         || matches!(
             spec,
@@ -793,6 +863,7 @@ fn reference(
         w: env.window.clone(),
         big: env.big(),
         as_el0,
+        mem_log: Default::default(),
     };
     let mut mon = monitor;
     let res = run_ref(&mut m, spec, &mut mon);
@@ -800,9 +871,10 @@ fn reference(
         Ok(()) => {
             m.r.pc = m.r.pc.wrapping_add(4);
             m.r.pstate &= !(3 << 10);
-            (RefOutcome::Done, m.r, m.w, mon)
+            let log = m.mem_log.into_inner();
+            (RefOutcome::Done, m.r, m.w, mon, log)
         }
-        Err(o) => (o, env.regs.clone(), env.window.clone(), monitor),
+        Err(o) => (o, env.regs.clone(), env.window.clone(), monitor, Vec::new()),
     }
 }
 
@@ -1047,7 +1119,9 @@ fn run_ref(m: &mut Ref<'_>, spec: &Spec, mon: &mut Option<(u64, u64)>) -> RefRes
                     } else {
                         u128::from(m.x(t)) & mask(nb)
                     };
-                    m.wr(a, total, d);
+                    // STXP: "a single-copy atomic update of the entire memory
+                    // location" (both sizes).
+                    m.wr_unit(a, total, d, total);
                 }
                 m.set_x(s, u64::from(!pass));
             }
@@ -1112,7 +1186,8 @@ fn run_ref(m: &mut Ref<'_>, spec: &Spec, mon: &mut Option<(u64, u64)>) -> RefRes
                 });
             }
             m.check(a, total, true, true)?;
-            let data = m.rd(a, total);
+            // CASP is single-copy atomic at its overall size.
+            let data = m.rd_unit(a, total, total);
             let join = |m: &Ref<'_>, r1: u8| -> u128 {
                 let (x1, x2) = (
                     u128::from(m.x(r1)) & mask(nb),
@@ -1130,7 +1205,7 @@ fn run_ref(m: &mut Ref<'_>, spec: &Spec, mon: &mut Option<(u64, u64)>) -> RefRes
                 (u128::from(m.x(s)) & mask(nb), u128::from(m.x(t)) & mask(nb))
             };
             if data == cmp {
-                m.wr(a, total, new);
+                m.wr_unit(a, total, new, total);
             }
             if pair {
                 let (lo, hi) = (data & mask(nb), (data >> (8 * nb)) & mask(nb));
@@ -1177,6 +1252,12 @@ fn run_ref(m: &mut Ref<'_>, spec: &Spec, mon: &mut Option<(u64, u64)>) -> RefRes
                     return Err(RefOutcome::NoDevice { va: a + i });
                 }
             }
+            m.mem_log.borrow_mut().push(MemAcc {
+                a,
+                n: block,
+                unit: 1,
+                write: true,
+            });
             for i in 0..block {
                 m.w[(a + i - WIN) as usize] = 0;
             }
@@ -1618,6 +1699,7 @@ fn span(spec: &Spec, env: &Env) -> (u64, u64) {
         w: vec![],
         big: false,
         as_el0: false,
+        mem_log: Default::default(),
     };
     let (a, len) = match *spec {
         Spec::Single { bytes, n, mode, .. } => (
@@ -1676,6 +1758,7 @@ fn run_case(seed: u64, class: u8) -> Result<Option<String>, String> {
             w: vec![],
             big: false,
             as_el0: false,
+            mem_log: Default::default(),
         };
         let a = m.xsp(n);
         let total = u64::from(bytes) * if pair { 2 } else { 1 };
@@ -1698,6 +1781,7 @@ fn run_case(seed: u64, class: u8) -> Result<Option<String>, String> {
             *p = PageCfg {
                 backing: Backing::Ram,
                 device_type: !env.mmu,
+                attr: 0,
                 read_only: false,
                 unmapped: false,
             };
@@ -1712,11 +1796,15 @@ fn run_case(seed: u64, class: u8) -> Result<Option<String>, String> {
             monitor = Some((la, total));
         }
     }
-    let (exp_out, exp_regs, exp_win, _) = reference(&env, &spec, monitor);
+    let (exp_out, exp_regs, exp_win, _, mem_log) = reference(&env, &spec, monitor);
     let (ram, mut bus, mut regs) = materialise(&env, word);
     let before = regs.clone();
+    let mut wide = WideBus {
+        bus: &mut bus,
+        max: env.bus_max,
+    };
     let got = emu
-        .emulate(&mut regs, &ram, &mut bus, None)
+        .emulate(&mut regs, &ram, &mut wide, None)
         .map_err(|e| format!("{spec:?} word {word:#010x}: error {e}\n{env:?}"))?;
     let got_out = to_ref(&got);
     let ctx = || {
@@ -1769,11 +1857,11 @@ fn run_case(seed: u64, class: u8) -> Result<Option<String>, String> {
             return Err(format!("state changed on {exp_out:?}\n{}", ctx()));
         }
     }
-    // Device accesses: at most 8 bytes, naturally aligned.
-    for &BusAccess { ipa, len, .. } in bus.log() {
-        if !matches!(len, 1 | 2 | 4 | 8) || ipa % len as u64 != 0 {
-            return Err(format!("bad bus access {ipa:#x}+{len}\n{}", ctx()));
-        }
+    // Device accesses: powers of two, naturally aligned, at most the bus's
+    // limit, and per page as the memory type requires.
+    if exp_out == RefOutcome::Done {
+        check_bus_log(&env, &mem_log, bus.log())
+            .map_err(|e| format!("{e}\nbus max {}\n{}", env.bus_max, ctx()))?;
     }
     // A category for the coverage summary.
     let cat = match &exp_out {
@@ -1789,8 +1877,10 @@ fn run_case(seed: u64, class: u8) -> Result<Option<String>, String> {
                 format!("done: crosses page {}|{}", b(env.pages[0]), b(env.pages[1]))
             } else if bus.log().is_empty() {
                 "done: RAM only".to_string()
+            } else if env.pages[((a - WIN) / PAGE) as usize].gathers(env.mmu) {
+                "done: device, gathering".to_string()
             } else {
-                "done: device".to_string()
+                "done: device, non-gathering".to_string()
             }
         }
         RefOutcome::NoDevice { .. } => "no device".to_string(),
@@ -1798,6 +1888,105 @@ fn run_case(seed: u64, class: u8) -> Result<Option<String>, String> {
         RefOutcome::Unsupported => "unsupported".to_string(),
     };
     Ok(Some(cat))
+}
+
+/// The widest access the emulator may make with a bus answering `max` to
+/// `max_access_size` (the documented rule: at least 8, at most 4096, rounded
+/// down to a power of two).
+fn effective_max(max: usize) -> u64 {
+    let m = max.clamp(8, 4096) as u64;
+    1 << (63 - m.leading_zeros())
+}
+
+/// Check the bus log of an emulated instruction against the reference's
+/// `Mem[]` accesses (docs/emulator.md, "Gathering"):
+///
+/// - every access is a power of two in size, naturally aligned, at most the
+///   effective `max_access_size`;
+/// - on a device page whose memory type does not permit gathering, the
+///   accesses are exactly the single-copy atomic parts of each `Mem[]` access
+///   in order (one per element; 8-byte halves of a 128-bit SIMD&FP value;
+///   a 16-byte STXP/CASP as one access when the bus takes 16 bytes);
+/// - on a device page that permits gathering (Normal, Device-GRE), the
+///   accesses cover exactly the bytes of the `Mem[]` accesses in order, and
+///   no two consecutive ones could have been one naturally aligned access
+///   within the limit (they are gathered as far as the rules allow).
+fn check_bus_log(env: &Env, mem: &[MemAcc], log: &[BusAccess]) -> Result<(), String> {
+    let max = effective_max(env.bus_max);
+    for &BusAccess { ipa, len, .. } in log {
+        let l = len as u64;
+        if !l.is_power_of_two() || ipa % l != 0 || l > max {
+            return Err(format!("bad bus access {ipa:#x}+{len} (limit {max})"));
+        }
+    }
+    for (page, pc) in env.pages.iter().enumerate() {
+        if pc.backing != Backing::Device {
+            continue;
+        }
+        let va0 = WIN + page as u64 * PAGE;
+        let ipa0 = env.page_ipa(page);
+        let got: Vec<BusAccess> = log
+            .iter()
+            .filter(|a| (ipa0..ipa0 + PAGE).contains(&a.ipa))
+            .copied()
+            .collect();
+        let in_page = |va: u64| (va0..va0 + PAGE).contains(&va);
+        if !pc.gathers(env.mmu) {
+            let mut want = Vec::new();
+            for m in mem {
+                let part = m.unit.min(max);
+                let mut a = m.a;
+                while a < m.a + m.n {
+                    if in_page(a) {
+                        let len = part as usize;
+                        let ipa = ipa0 + (a - va0);
+                        want.push(if m.write {
+                            BusAccess::write(ipa, len)
+                        } else {
+                            BusAccess::read(ipa, len)
+                        });
+                    }
+                    a += part;
+                }
+            }
+            if got != want {
+                return Err(format!(
+                    "page {page} (no gathering): bus accesses {got:?}, want {want:?}"
+                ));
+            }
+        } else {
+            let want: Vec<(u64, bool)> = mem
+                .iter()
+                .flat_map(|m| (m.a..m.a + m.n).map(move |a| (a, m.write)))
+                .filter(|&(a, _)| in_page(a))
+                .map(|(a, w)| (ipa0 + (a - va0), w))
+                .collect();
+            let bytes: Vec<(u64, bool)> = got
+                .iter()
+                .flat_map(|b| (b.ipa..b.ipa + b.len as u64).map(move |a| (a, b.write)))
+                .collect();
+            if bytes != want {
+                return Err(format!(
+                    "page {page} (gathering): bus accesses {got:?} do not cover the bytes accessed"
+                ));
+            }
+            for w in got.windows(2) {
+                let (a, b) = (w[0], w[1]);
+                let s = a.len as u64;
+                if a.write == b.write
+                    && a.len == b.len
+                    && a.ipa + s == b.ipa
+                    && a.ipa % (2 * s) == 0
+                    && 2 * s <= max
+                {
+                    return Err(format!(
+                        "page {page} (gathering): {a:?} and {b:?} should be one access"
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn cases() -> u32 {
@@ -1839,10 +2028,11 @@ fn check_class(class: u8) {
     );
     // The generator must reach emulated device accesses and faults.
     if cases() >= 1000 {
-        assert!(
-            cats.keys().any(|k| k.starts_with("done: device")),
-            "{cats:?}"
-        );
+        assert!(cats.contains_key("done: device, gathering"), "{cats:?}");
+        // DC ZVA to any Device memory is an alignment fault.
+        if class != 9 {
+            assert!(cats.contains_key("done: device, non-gathering"), "{cats:?}");
+        }
         assert!(cats.keys().any(|k| k.starts_with("fault")), "{cats:?}");
     }
 }

@@ -11,22 +11,32 @@
 //! performs the element accesses in architectural order, writes the
 //! destination registers, applies base writeback and advances the PC.
 //!
-//! The full model (splitting rules for device accesses, the exclusive monitor,
-//! DC ZVA, what a fault leaves behind, the `fault_ipa` cross-check) is in
-//! `docs/emulator.md`. The work is split along what it models: [`plan`]
+//! The full model (gathering and splitting of device accesses, the exclusive
+//! monitor, DC ZVA, what a fault leaves behind, the `fault_ipa` cross-check)
+//! is in `docs/emulator.md`. The work is split along what it models: [`plan`]
 //! (address, alignment, translation and splitting: pure), `access` (element
 //! accesses on RAM and the bus), `writeback` (registers, base, PC/PSTATE) and
 //! `exclusive` (the monitor and the fused LDXR + STXR). In short:
 //!
-//! - **Splitting.** An element is split where its translation ends (a page or
-//!   block boundary); each piece is translated on its own. A piece that is RAM
-//!   is one [`GuestRam`] access. A piece on the MMIO bus becomes naturally
-//!   aligned bus accesses of at most 8 bytes, at increasing addresses: the
-//!   largest of 8/4/2/1 bytes that is aligned and fits (a 16-byte Q element is
-//!   two 8-byte accesses; a 3-byte piece at an odd address is 1 + 2 bytes).
+//! - **Translation.** An element is split where its translation ends (a page
+//!   or block boundary). The planner walks once per page or block and reuses
+//!   that translation for every later byte of the instruction in it; every
+//!   check is still made per element and per piece.
+//! - **Gathering.** A piece that is RAM is one [`GuestRam`] access. Device
+//!   pieces become naturally aligned bus accesses at increasing addresses,
+//!   by memory type (Arm ARM B2.10.2.1 "Gathering"): on non-Gathering Device
+//!   memory (nGnRnE, nGnRE, nGRE; every data access with the MMU off) one
+//!   access per element at its single-copy atomic size (a 16-byte Q element is
+//!   two 8-byte accesses; an LDXP/STXP/CASP pair of W registers one 8-byte
+//!   access); on Normal memory and Device-GRE the contiguous device bytes of
+//!   the instruction are gathered into accesses of up to
+//!   [`MmioBus::max_access_size`] (8 by default), so `ld1 {v0.16b-v3.16b}` is
+//!   eight 8-byte accesses instead of 64 one-byte ones. A single unaligned
+//!   element on Normal memory is cut into the largest aligned pieces (a
+//!   3-byte piece at an odd address is 1 + 2 bytes).
 //! - **Endianness.** Each element is byte-reversed at its own size when the
-//!   data endianness (SCTLR_EL1.EE at EL1, E0E at EL0) is big; bus data is in
-//!   address order either way.
+//!   data endianness (SCTLR_EL1.EE at EL1, E0E at EL0) is big, before
+//!   gathering; bus data is in address order either way.
 //! - **Exclusive monitor.** One per [`Emulator`] (so one emulator per vCPU): an
 //!   emulated load-exclusive arms it with its address and size; an emulated
 //!   store-exclusive succeeds (status 0) only if it is armed with exactly that
@@ -658,19 +668,20 @@ impl Emulator {
         for u in p.updates() {
             u.apply(ram);
         }
+        let unit = atomic_pair(insn);
         let mut res = Results::default();
         match insn.op {
             Op::Load | Op::LoadExclusive => {
-                res.loaded = access::load_all(ram, bus, plans, big)?;
+                res.loaded = access::load_all(ram, bus, plans, big, unit)?;
                 if insn.op == Op::LoadExclusive {
                     self.arm_monitor(addr, insn.elements.total_bytes());
                 }
             }
-            Op::Store => access::store_all(ram, bus, plans, &src, big)?,
+            Op::Store => access::store_all(ram, bus, plans, &src, big, unit)?,
             Op::StoreExclusive { s } => {
                 let pass = self.store_exclusive_passes(addr, insn.elements.total_bytes());
                 if pass {
-                    access::store_all(ram, bus, plans, &src, big)?;
+                    access::store_all(ram, bus, plans, &src, big, unit)?;
                 }
                 res.status = Some((s, u64::from(!pass)));
             }
@@ -682,7 +693,7 @@ impl Emulator {
                 }
             }
             Op::CompareAndSwap { .. } => {
-                res.loaded = access::compare_and_swap(ram, bus, plans, &operands, &src, big)?;
+                res.loaded = access::compare_and_swap(ram, bus, plans, &operands, &src, big, unit)?;
             }
             Op::ZeroBlock => {
                 for p in plans {
@@ -701,6 +712,27 @@ impl Emulator {
         };
         writeback::commit(c.regs, insn, &res, &commit)?;
         Ok(Outcome::Emulated { insn: insn.clone() })
+    }
+}
+
+/// The size of the single-copy atomic access the elements of `insn` form
+/// together, when it is more than one element (Arm ARM B2.2.1, "Requirements
+/// for single-copy atomicity"): "Load-Exclusive Pair instructions of two
+/// 32-bit quantities and Store-Exclusive Pair instructions of 32-bit
+/// quantities are single-copy atomic"; a successful STXP of two 64-bit
+/// quantities "causes a single-copy atomic update of the entire memory
+/// location"; "The read and write generated by an Atomic instruction is
+/// single-copy atomic at the overall size of the data access" (CASP, whose
+/// pseudocode accesses the pair as one value). LDXP of X registers is two
+/// 64-bit single-copy atomic reads: `None`.
+fn atomic_pair(insn: &Insn) -> Option<usize> {
+    let els = insn.elements.as_slice();
+    let pair = els.len() == 2;
+    let size = els.first().map_or(0, |e| usize::from(e.size));
+    match insn.op {
+        Op::LoadExclusive if pair && size == 4 => Some(8),
+        Op::StoreExclusive { .. } | Op::CompareAndSwap { .. } if pair => Some(2 * size),
+        _ => None,
     }
 }
 

@@ -12,19 +12,30 @@
 //! (docs/emulator.md, "Steps").
 //!
 //! Per element, in architectural order: SCTLR_EL1.A alignment; then each piece
-//! (the element cut where its translation ends) is translated on its own from
-//! its VA with the access's EL and kind; a translation, address size or access
+//! (the element cut where its translation ends) gets its translation for its
+//! VA with the access's EL and kind; a translation, address size or access
 //! flag fault; an alignment fault for an unaligned element (or DC ZVA) on
 //! Device memory; a permission fault; then whether each byte is RAM or a
 //! device. The first problem found is kept, but every piece is translated so
 //! that [`Plan::touches_page`] sees every IPA the hardware may have faulted on.
+//!
+//! **One walk per page.** A successful walk covers the whole page or block its
+//! final descriptor maps ([`Translation::size`]), and within one instruction
+//! every element has the same access kind and EL, so the planner walks once
+//! per page/block and reuses that translation (output address, memory type,
+//! deferred permission fault) for every later byte that falls in it, as a TLB
+//! would: `ld1 {v0.16b-v3.16b}` (64 one-byte elements) walks once, or twice
+//! when it crosses a page. Every check above is still made per element and
+//! per piece; the hardware-managed descriptor update of a walk is recorded
+//! once. A walk that faults is not reused (there is no page to reuse it for).
 
 use alloc::vec::Vec;
 
 use crate::decode::{Extend, Insn, Offset, Op};
 use crate::mem::{GuestRam, MmioBus};
 use crate::stage1::{
-    self, AccessKind, DescUpdate, El, FaultKind, SCTLR_A, Stage1Fault, Stage1Regs, Translation,
+    self, AccessKind, DescUpdate, El, FaultKind, MemType, SCTLR_A, Stage1Fault, Stage1Regs,
+    Translation,
 };
 
 use super::GuestFault;
@@ -58,6 +69,10 @@ pub struct Piece {
     pub ipa: u64,
     /// RAM or device.
     pub target: Target,
+    /// The memory type of the piece's translation: whether the bus may see
+    /// the piece gathered with its neighbours (Normal and Device-GRE) or only
+    /// as element-sized accesses (docs/emulator.md, "Gathering").
+    pub mem: MemType,
 }
 
 /// All the pieces of one element (or of the DC ZVA block).
@@ -265,6 +280,8 @@ pub fn plan<M: GuestRam + ?Sized, B: MmioBus + ?Sized>(
         problem: None,
     };
     let whole = zva || whole_aligned(insn, addr);
+    // Translations made for this instruction (one access kind, one EL).
+    let mut walks = Walks::default();
     for &(va, size) in &accesses {
         let aligned = va % (size.max(1) as u64) == 0 && whole;
         if strict_align && va % (size.max(1) as u64) != 0 && p.problem.is_none() {
@@ -278,16 +295,24 @@ pub fn plan<M: GuestRam + ?Sized, B: MmioBus + ?Sized>(
         let mut off = 0usize;
         while off < size {
             let pva = va.wrapping_add(off as u64);
-            let (t, perm): (Translation, Option<Stage1Fault>) =
-                match stage1::translate_deferred(s1, pva, kind, spec.perm_el, ram) {
-                    Ok(x) => x,
+            let (t, perm): (Translation, Option<Stage1Fault>) = match walks.lookup(pva) {
+                Some(hit) => hit,
+                None => match stage1::translate_deferred(s1, pva, kind, spec.perm_el, ram) {
+                    Ok((t, perm)) => {
+                        walks.insert(pva, t, perm);
+                        if let Some(u) = t.update {
+                            p.updates.push(u);
+                        }
+                        (t, perm)
+                    }
                     Err(f) => {
                         if p.problem.is_none() {
                             p.problem = Some(Problem::Fault(fault(pva, f)));
                         }
                         break;
                     }
-                };
+                },
+            };
             // Bytes left in this translation's page/block.
             let in_map = t.size - (pva & (t.size - 1));
             let len = (size - off).min(usize::try_from(in_map).unwrap_or(usize::MAX));
@@ -338,9 +363,6 @@ pub fn plan<M: GuestRam + ?Sized, B: MmioBus + ?Sized>(
                     }
                 }
             }
-            if let Some(u) = t.update {
-                p.updates.push(u);
-            }
             for (roff, rlen, target) in runs {
                 elem.pieces.push(Piece {
                     off: off + roff,
@@ -348,6 +370,7 @@ pub fn plan<M: GuestRam + ?Sized, B: MmioBus + ?Sized>(
                     va: pva.wrapping_add(roff as u64),
                     ipa: t.ipa.wrapping_add(roff as u64),
                     target,
+                    mem: t.mem,
                 });
             }
             off += len;
@@ -355,6 +378,42 @@ pub fn plan<M: GuestRam + ?Sized, B: MmioBus + ?Sized>(
         p.elements.push(elem);
     }
     Ok(p)
+}
+
+/// The successful walks of one plan: the translations of the pages/blocks
+/// the instruction touched so far, for one access kind and one EL.
+#[derive(Default)]
+struct Walks {
+    /// (VA the walk was made for, its translation, its deferred permission fault).
+    done: Vec<(u64, Translation, Option<Stage1Fault>)>,
+}
+
+impl Walks {
+    /// The translation of `va` if a walk already covered its page/block: the
+    /// same descriptor with `va`'s offset in it. The descriptor update is not
+    /// repeated (it was recorded with the walk).
+    fn lookup(&self, va: u64) -> Option<(Translation, Option<Stage1Fault>)> {
+        self.done.iter().find_map(|&(wva, t, perm)| {
+            // `size` is a power of two (a page or block); VAs in the same
+            // naturally aligned region, tag byte included, share the walk.
+            let mask = !(t.size - 1);
+            (va & mask == wva & mask).then(|| {
+                let hit = Translation {
+                    ipa: t.ipa.wrapping_add(va.wrapping_sub(wva)),
+                    update: None,
+                    ..t
+                };
+                (hit, perm)
+            })
+        })
+    }
+
+    /// Remember a walk made for `va`.
+    fn insert(&mut self, va: u64, t: Translation, perm: Option<Stage1Fault>) {
+        if t.size.is_power_of_two() {
+            self.done.push((va, t, perm));
+        }
+    }
 }
 
 /// The instruction's own alignment requirement (`Insn::align`: the whole

@@ -2,12 +2,39 @@
 // SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
 
 //! Test machinery for the emulator: a register file wrapper that records
-//! reads, and a small deterministic random number generator for case
-//! construction. The MMIO bus is the crate's `mem::VecBus`.
+//! reads, a small deterministic random number generator for case
+//! construction, and a bus wrapper that reports a chosen
+//! `max_access_size`. The MMIO bus is the crate's `mem::VecBus`.
 
 #![allow(dead_code)]
 
+use kvm_nisv::mem::{BusError, MmioBus, VecBus};
 use kvm_nisv::regs::{Reg, RegError, RegisterFile, VcpuRegs};
+
+/// A `VecBus` whose devices take accesses of up to `max` bytes
+/// (`MmioBus::max_access_size`).
+#[derive(Debug)]
+pub struct WideBus<'a> {
+    /// The bus (and its log).
+    pub bus: &'a mut VecBus,
+    /// What `max_access_size` answers, for every address.
+    pub max: usize,
+}
+
+impl MmioBus for WideBus<'_> {
+    fn read(&mut self, ipa: u64, data: &mut [u8]) -> Result<(), BusError> {
+        self.bus.read(ipa, data)
+    }
+    fn write(&mut self, ipa: u64, data: &[u8]) -> Result<(), BusError> {
+        self.bus.write(ipa, data)
+    }
+    fn contains(&self, ipa: u64, len: usize) -> bool {
+        self.bus.contains(ipa, len)
+    }
+    fn max_access_size(&self, _ipa: u64) -> usize {
+        self.max
+    }
+}
 
 /// A register file that records which registers were read and written.
 #[derive(Clone, Debug, Default)]
