@@ -34,6 +34,9 @@ DA_DIR="$DA_CACHE/apt"
 DA_SUITES=(bullseye bookworm trixie sid experimental)
 DA_SECURITY_SUITES=(bullseye-security bookworm-security trixie-security)
 DA_KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
+# The one architecture of the private lists (scripts/qemu-backports.sh sets the
+# host's, with its own DA_DIR and suites, for QEMU from bookworm-backports).
+DA_ARCH=arm64
 # Oldest first. "-16k": the 16 KiB-page build; "rc": a release candidate (the
 # 7.3 packages in experimental carry a ~rcN Debian version).
 DA_SERIES=(5.10 6.1 6.12 6.12-16k 7.2 7.3-rc 7.3-rc-16k)
@@ -75,11 +78,11 @@ da_config() {
     security=$(da_mirror security)
     list=""
     for s in "${DA_SUITES[@]}"; do
-        list+="deb [arch=arm64 signed-by=$DA_KEYRING] $mirror $s main"$'\n'
+        list+="deb [arch=$DA_ARCH signed-by=$DA_KEYRING] $mirror $s main"$'\n'
     done
     # Kernel security uploads of the stable suites land in -security first.
     for s in "${DA_SECURITY_SUITES[@]}"; do
-        list+="deb [arch=arm64 signed-by=$DA_KEYRING] $security $s main"$'\n'
+        list+="deb [arch=$DA_ARCH signed-by=$DA_KEYRING] $security $s main"$'\n'
     done
     if [ ! -f "$DA_DIR/sources.list" ] || [ "$(cat "$DA_DIR/sources.list")"$'\n' != "$list" ]; then
         printf '%s' "$list" >"$DA_DIR/sources.list"
@@ -103,8 +106,8 @@ da_opts() {
         -o "Dir::Cache=$DA_DIR/cache"
         -o "Dir::Cache::pkgcache=$DA_DIR/cache/pkgcache.bin"
         -o "Dir::Cache::srcpkgcache=$DA_DIR/cache/srcpkgcache.bin"
-        -o "APT::Architecture=arm64"
-        -o "APT::Architectures::=arm64"
+        -o "APT::Architecture=$DA_ARCH"
+        -o "APT::Architectures::=$DA_ARCH"
         -o "Acquire::Languages=none"
         -o "Acquire::IndexTargets::deb::Contents-deb::DefaultEnabled=false"
         -o "Acquire::IndexTargets::deb::DEP-11::DefaultEnabled=false"
@@ -128,7 +131,7 @@ da_apt_cache() { da_opts; apt-cache "${DA_OPTS[@]}" "$@"; }
 # Refresh the private package lists.
 da_update() {
     da_config || return 1
-    da_log "apt-get update (private lists for ${DA_SUITES[*]}, arm64, in $DA_DIR)"
+    da_log "apt-get update (private lists for ${DA_SUITES[*]}, $DA_ARCH, in $DA_DIR)"
     if da_apt_get -q update >&2; then
         touch "$DA_DIR/updated"
     else
@@ -248,7 +251,7 @@ da_source_resolve() {
     echo "$pkg $ver"
 }
 
-# da_download PKG VERSION DIR: download PKG=VERSION (arm64 or all) into DIR; print the .deb path.
+# da_download PKG VERSION DIR: download PKG=VERSION ($DA_ARCH or all) into DIR; print the .deb path.
 da_download() {
     local pkg=$1 ver=$2 dir=$3 arch deb
     mkdir -p "$dir"

@@ -3,7 +3,8 @@
 
 //! The `classes-*` guests: every decoder class against the test device (MMU
 //! off; 4 KiB and 64 KiB page tables with Device-nGnRE and Normal mappings),
-//! the straddle at 0x8000_0000, DC ZVA on Device memory and GICD_IROUTER
+//! the straddle at 0x8000_0000, DC ZVA on Device memory, the alignment of
+//! loads and stores to Device memory, FEAT_LSE2 alignment and GICD_IROUTER
 //! programmed with a post-index store loop. The guest checks everything itself
 //! and prints one PASS/FAIL line per class and check.
 
@@ -80,21 +81,27 @@ fn classes(name: &str) {
             r.dump()
         );
     }
-    // FEAT_LSE2 alignment, CPU and emulator against each other and against
-    // the rule for the CPU's ID_AA64MMFR2_EL1.AT (Normal memory: MMU on only).
+    // Device-memory alignment on the CPU alone (every mode) and through the
+    // window (MMU on), and FEAT_LSE2 alignment, CPU and emulator against each
+    // other and against the rule for the CPU's ID_AA64MMFR2_EL1.AT (Normal
+    // memory: MMU on only). guests/rt/src/devalign.rs has the rules.
+    let mut checks = vec!["cpu-device-alignment"];
     if name != "classes-mmu-off" {
-        let want = format!("{name}: check lse2-alignment: PASS");
+        checks.extend(["device-alignment", "lse2-alignment"]);
+    }
+    for c in checks {
+        let want = format!("{name}: check {c}: PASS");
         assert!(
             r.lines().any(|l| l == want),
             "no `{want}` line\n{}",
             r.dump()
         );
-        for l in r
-            .lines()
-            .filter(|l| l.contains("lse2-alignment") || l.contains(" nAA "))
-        {
-            eprintln!("{l}");
-        }
+    }
+    for l in r
+        .lines()
+        .filter(|l| l.contains("alignment") || l.contains(" nAA ") || l.contains(" mod 16"))
+    {
+        eprintln!("{l}");
     }
     assert!(
         r.lines().any(|l| l == format!("{name}: PASS")),

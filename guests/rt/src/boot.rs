@@ -6,9 +6,13 @@
 //! - `_start` (the image's first byte, 0x8000_0000) branches over 256 bytes of
 //!   scratch space (which accesses straddling 0x8000_0000 may overwrite), masks
 //!   interrupts, enables FP/SIMD (CPACR_EL1.FPEN), clears SCTLR_EL1.SA (no SP
-//!   alignment check) and EE, keeps a copy of SCTLR_EL1 in TPIDRRO_EL0 (the
+//!   alignment check), nAA and EE, keeps a copy of SCTLR_EL1 in TPIDRRO_EL0 (the
 //!   "canonical" value), sets the stack and VBAR_EL1, zeroes .bss and calls
-//!   `rt_start(dtb)`.
+//!   `rt_start(dtb)`. nAA (bit 6, FEAT_LSE2) is cleared because KVM resets
+//!   SCTLR_EL1 to 0x00C50078 (arch/arm64/kvm/sys_regs.c), which has bit 6 set:
+//!   with nAA = 1 an unaligned LDAR/STLR crossing 16 bytes would not fault on a
+//!   CPU with FEAT_LSE2, and the guests want the strict rule unless a test sets
+//!   it on purpose.
 //! - Each of the 16 vectors first restores SCTLR_EL1 from TPIDRRO_EL0 (a test may
 //!   have run with the MMU off or with big-endian data), then saves x0-x30,
 //!   SP_EL0, ELR_EL1, SPSR_EL1, ESR_EL1, FAR_EL1 and q0-q31 as a
@@ -36,6 +40,7 @@ _start:
     msr cpacr_el1, x1
     mrs x1, sctlr_el1
     bic x1, x1, #(1 << 3)
+    bic x1, x1, #(1 << 6)
     bic x1, x1, #(1 << 25)
     msr sctlr_el1, x1
     msr tpidrro_el0, x1

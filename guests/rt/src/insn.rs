@@ -152,6 +152,13 @@ pub struct Features {
     /// FEAT_LSE2: exclusives, atomics, CAS and acquire/release accesses may be
     /// placed unaligned inside one aligned 16-byte quantity on Normal memory.
     pub lse2: bool,
+    /// The alignment the CPU itself needs, on Device memory, for LD1/ST1
+    /// (multiple structures) with one register per structure: 1 when it follows
+    /// the Arm ARM (each element aligned to its size suffices), 8 on a CPU that
+    /// faults element-aligned ones below 8 bytes (QEMU 10, see
+    /// [`crate::devalign`]). Such accesses never reach the emulator there, so
+    /// the engine places them 8-byte aligned on Device memory.
+    pub ld1_device_align: u64,
 }
 
 /// A register whose value is set from memory once the address is known (CAS
@@ -186,6 +193,9 @@ pub struct Case {
     pub align: u64,
     /// Element size: the alignment each access needs in Device memory.
     pub elem: u64,
+    /// LD1/ST1 (multiple structures) with one register per structure (see
+    /// [`Features::ld1_device_align`]).
+    pub ld1_multiple: bool,
     /// Initial x0..x30 (the base register's value is set later).
     pub x: [u64; 31],
     /// Initial SP_EL0 (replaced by the base when `rn == 31`).
@@ -290,6 +300,7 @@ impl Case {
             len: 1,
             align: 1,
             elem: 1,
+            ld1_multiple: false,
             x,
             sp: rng.next_u64(),
             v,
@@ -692,6 +703,7 @@ fn multiple(rng: &mut Rng, c: &mut Case, regs: &mut Regs) {
     c.rn = rn;
     c.len = (if q == 1 { 16 } else { 8 }) * selem * rpt;
     c.elem = 1 << size;
+    c.ld1_multiple = selem == 1;
 }
 
 fn single(rng: &mut Rng, c: &mut Case, regs: &mut Regs) {

@@ -13,12 +13,14 @@
 //! ([`testdev`]), stage-1 page tables ([`mmu`]), the device tree's bootargs
 //! ([`dtb`]), a "run one instruction from a given register state and capture the
 //! state afterwards" primitive ([`run`]), a load/store instruction generator
-//! ([`insn`]) and the run-twice differential engine built on them ([`engine`]).
+//! ([`insn`]), the run-twice differential engine built on them ([`engine`]) and
+//! the Device-memory alignment checks ([`devalign`]).
 
 #![no_std]
 #![deny(missing_docs)]
 
 pub mod boot;
+pub mod devalign;
 pub mod dtb;
 pub mod engine;
 pub mod insn;

@@ -96,6 +96,10 @@ pub const SPSR_EL1T_MASKED: u64 = 0b0100 | (0xf << 6);
 pub const SCTLR_EE: u64 = 1 << 25;
 /// SCTLR_EL1.M: stage-1 MMU enable.
 pub const SCTLR_M: u64 = 1;
+/// SCTLR_EL1.nAA (FEAT_LSE2): no Alignment fault for an unaligned
+/// load-acquire/store-release that crosses a 16-byte boundary. The runtime
+/// clears it at boot ([`crate::boot`]).
+pub const SCTLR_NAA: u64 = 1 << 6;
 
 impl RunState {
     /// An all-zero state.

@@ -27,6 +27,12 @@ pub fn has_lse2() -> bool {
     (read_sysreg!("id_aa64mmfr2_el1") >> 32) & 0xf != 0
 }
 
+/// ID_AA64MMFR2_EL1.FWB (bits 43:40) != 0: FEAT_S2FWB, which KVM uses for the
+/// stage-2 mappings of guest RAM when the CPU has it (MemAttr 0b110).
+pub fn has_s2fwb() -> bool {
+    (read_sysreg!("id_aa64mmfr2_el1") >> 40) & 0xf != 0
+}
+
 /// ID_AA64MMFR0_EL1.BigEnd (bits 11:8) == 1: mixed-endian support at EL1.
 pub fn has_bigend() -> bool {
     (read_sysreg!("id_aa64mmfr0_el1") >> 8) & 0xf == 1
