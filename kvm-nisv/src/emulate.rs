@@ -43,7 +43,8 @@ use crate::decode::{
 use crate::mem::{BusError, GuestRam, MemError, MmioBus};
 use crate::regs::{Reg, RegError, SysReg, VcpuRegs};
 use crate::stage1::{
-    self, AccessKind, El, FaultKind, SCTLR_A, SCTLR_DZE, Stage1Fault, Stage1Regs, Translation,
+    self, AccessKind, El, FaultKind, LazyStage1, SCTLR_A, SCTLR_DZE, Stage1Fault, Stage1Regs,
+    Translation,
 };
 
 /// SCTLR_EL1.nAA (FEAT_LSE2): no alignment fault for unaligned
@@ -414,8 +415,8 @@ impl Emulator {
             _ => return None,
         };
         let pc = regs.get(Reg::Pc).ok()?;
-        let s1 = Stage1Regs::read_with(regs, &mut self.pa_bits).ok()?;
-        let word = fetch(&s1, pc, el, ram).ok()?;
+        let mut s1 = LazyStage1::read(regs, &mut self.pa_bits).ok()?;
+        let word = fetch(s1.for_va(regs, pc, false).ok()?, pc, el, ram).ok()?;
         let next = decode_word(word).ok()?;
         if !matches!(next.op, Op::StoreExclusive { .. }) || !consistent(&next) {
             return None;
@@ -474,14 +475,17 @@ impl Emulator {
             1 => El::El1,
             _ => return Ok(Outcome::Unsupported { word: 0, pc }),
         };
-        let mut s1 = Stage1Regs::read_with(c.regs, &mut self.pa_bits)?;
-        s1.pan = pstate & PSTATE_PAN != 0;
+        // TTBR0/TTBR1 and MAIR are read only when an address needs them
+        // (docs/performance.md, "The per-exit floor").
+        let mut s1 = LazyStage1::read(c.regs, &mut self.pa_bits)?;
+        s1.set_pan(pstate & PSTATE_PAN != 0);
+        let sctlr = s1.regs().sctlr;
 
         let decoded;
         let insn = match given {
             Some(i) => i,
             None => {
-                let word = fetch(&s1, pc, el, ram)?;
+                let word = fetch(s1.for_va(c.regs, pc, false)?, pc, el, ram)?;
                 match decode_word(word) {
                     Ok(i) => {
                         decoded = i;
@@ -508,7 +512,7 @@ impl Emulator {
         } else {
             el
         };
-        let big = s1.big_endian(el);
+        let big = s1.regs().big_endian(el);
         let sp_reg = if el == El::El1 && pstate & PSTATE_SP != 0 {
             Reg::SpEl1
         } else {
@@ -566,7 +570,7 @@ impl Emulator {
             // DCZID_EL0.DZP, or EL0 with SCTLR_EL1.DZE = 0: the instruction is
             // not permitted (UNDEFINED / trapped), which we do not synthesise.
             let bs = dczid & 0xf;
-            if dczid & (1 << 4) != 0 || bs > 9 || (el == El::El0 && s1.sctlr & SCTLR_DZE == 0) {
+            if dczid & (1 << 4) != 0 || bs > 9 || (el == El::El0 && sctlr & SCTLR_DZE == 0) {
                 return Ok(unsupported);
             }
             let block = 4u64 << bs;
@@ -579,7 +583,7 @@ impl Emulator {
             // FEAT_LSE2: with SCTLR_EL1.nAA = 1, the non-exclusive load-acquire/
             // store-release forms (LDAR, STLR, LDAPR, LDAPUR, STLUR) may be
             // unaligned as long as they stay within 16 bytes.
-            let naa_exempt = s1.sctlr & SCTLR_NAA != 0
+            let naa_exempt = sctlr & SCTLR_NAA != 0
                 && matches!(insn.op, Op::Load | Op::Store)
                 && (addr & 15) + insn.elements.total_bytes() <= 16;
             if !addr.is_multiple_of(align) && !naa_exempt {
@@ -593,7 +597,7 @@ impl Emulator {
         // Plan: translate every piece of every element, in order; remember the
         // first problem but keep translating so the fault_ipa check sees every
         // IPA the hardware may have faulted on.
-        let strict_align = s1.sctlr & SCTLR_A != 0 && insn.op != Op::ZeroBlock;
+        let strict_align = sctlr & SCTLR_A != 0 && insn.op != Op::ZeroBlock;
         let mut plans: Vec<ElemPlan> = Vec::with_capacity(accesses.len());
         let mut problem: Option<Problem> = None;
         let mut updates = Vec::new();
@@ -615,8 +619,12 @@ impl Emulator {
             let mut off = 0usize;
             while off < size {
                 let pva = va.wrapping_add(off as u64);
+                // The memory type only matters for an unaligned element or
+                // DC ZVA (Device memory: alignment fault).
+                let need_type = !aligned || insn.op == Op::ZeroBlock;
+                let s1r = s1.for_va(c.regs, pva, need_type)?;
                 let (t, perm): (Translation, Option<Stage1Fault>) =
-                    match stage1::translate_deferred(&s1, pva, kind, acc_el, ram) {
+                    match stage1::translate_deferred(s1r, pva, kind, acc_el, ram) {
                         Ok(x) => x,
                         Err(f) => {
                             if problem.is_none() {

@@ -7,6 +7,7 @@
 
 #![deny(missing_docs)]
 
+pub mod a64;
 pub mod cap;
 pub mod decode;
 pub mod emulate;
@@ -15,5 +16,6 @@ pub mod exit;
 pub mod inject;
 pub mod mem;
 pub mod one_reg;
+pub mod regcache;
 pub mod regs;
 pub mod stage1;
