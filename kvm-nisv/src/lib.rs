@@ -18,4 +18,5 @@ pub mod mem;
 pub mod one_reg;
 pub mod regcache;
 pub mod regs;
+pub mod runahead;
 pub mod stage1;

@@ -42,11 +42,15 @@ pub enum SysReg {
     SpsrEl1,
     /// AArch64 Memory Model Feature Register 0: physical address range, granules.
     IdAa64mmfr0El1,
+    /// Monitor Debug System Control Register (EL1): software step (SS) and
+    /// breakpoint/watchpoint (MDE) enables; run-ahead emulation stays off
+    /// while either is set.
+    MdscrEl1,
 }
 
 impl SysReg {
     /// Every register of this enum, for tests and tables.
-    pub const ALL: [SysReg; 12] = [
+    pub const ALL: [SysReg; 13] = [
         SysReg::SctlrEl1,
         SysReg::TcrEl1,
         SysReg::Ttbr0El1,
@@ -59,6 +63,7 @@ impl SysReg {
         SysReg::ElrEl1,
         SysReg::SpsrEl1,
         SysReg::IdAa64mmfr0El1,
+        SysReg::MdscrEl1,
     ];
 
     /// The register's encoding as `(op0, op1, CRn, CRm, op2)` (Arm ARM, chapter D23).
@@ -76,6 +81,7 @@ impl SysReg {
             SysReg::ElrEl1 => (3, 0, 4, 0, 1),
             SysReg::SpsrEl1 => (3, 0, 4, 0, 0),
             SysReg::IdAa64mmfr0El1 => (3, 0, 0, 7, 0),
+            SysReg::MdscrEl1 => (2, 0, 0, 2, 2),
         }
     }
 }
