@@ -628,7 +628,7 @@ fn dp_immediate(w: u32) -> Option<IntInsn> {
                 tmask,
             })
         }
-        _ => {
+        0b111 => {
             // Extract: sf op21 100111 N o0 Rm imms Rn Rd; only EXTR
             // (op21 = 00, o0 = 0, N = sf) is allocated.
             let imms = bits(w, 15, 10);
@@ -643,6 +643,9 @@ fn dp_immediate(w: u32) -> Option<IntInsn> {
                 lsb: imms as u8,
             })
         }
+        // 011: add/subtract (immediate, with tags; FEAT_MTE) and min/max
+        // (immediate; FEAT_CSSC).
+        _ => None,
     }
 }
 
