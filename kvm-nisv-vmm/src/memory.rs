@@ -3,6 +3,8 @@
 
 //! Guest RAM: a vm-memory `GuestMemoryMmap` seen through [`kvm_nisv::mem::GuestRam`].
 
+use std::sync::atomic::Ordering;
+
 use kvm_nisv::mem::{GuestRam, MemError};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
@@ -82,6 +84,49 @@ impl GuestRam for Ram {
     fn is_ram(&self, ipa: u64, len: usize) -> bool {
         self.check(ipa, len).is_ok()
     }
+
+    /// One host atomic load of 1, 2, 4 or 8 bytes (vm-memory's `Bytes::load`,
+    /// sequentially consistent): other vCPUs run while run-ahead emulation
+    /// reads RAM, and an aligned access of that size is single-copy atomic.
+    fn read_atomic(&self, ipa: u64, buf: &mut [u8]) -> Result<(), MemError> {
+        let err = MemError::NotRam {
+            ipa,
+            len: buf.len(),
+        };
+        self.check(ipa, buf.len())?;
+        let a = GuestAddress(ipa);
+        let o = Ordering::SeqCst;
+        match buf.len() {
+            1 => buf.copy_from_slice(&self.mem.load::<u8>(a, o).map_err(|_| err)?.to_ne_bytes()),
+            2 => buf.copy_from_slice(&self.mem.load::<u16>(a, o).map_err(|_| err)?.to_ne_bytes()),
+            4 => buf.copy_from_slice(&self.mem.load::<u32>(a, o).map_err(|_| err)?.to_ne_bytes()),
+            8 => buf.copy_from_slice(&self.mem.load::<u64>(a, o).map_err(|_| err)?.to_ne_bytes()),
+            _ => return self.read(ipa, buf),
+        }
+        Ok(())
+    }
+
+    /// One host atomic store of 1, 2, 4 or 8 bytes (`Bytes::store`).
+    fn write_atomic(&self, ipa: u64, buf: &[u8]) -> Result<(), MemError> {
+        let err = MemError::NotRam {
+            ipa,
+            len: buf.len(),
+        };
+        self.check(ipa, buf.len())?;
+        let a = GuestAddress(ipa);
+        let o = Ordering::SeqCst;
+        let r = match *buf {
+            [b0] => self.mem.store(b0, a, o),
+            [b0, b1] => self.mem.store(u16::from_ne_bytes([b0, b1]), a, o),
+            [b0, b1, b2, b3] => self.mem.store(u32::from_ne_bytes([b0, b1, b2, b3]), a, o),
+            [b0, b1, b2, b3, b4, b5, b6, b7] => {
+                self.mem
+                    .store(u64::from_ne_bytes([b0, b1, b2, b3, b4, b5, b6, b7]), a, o)
+            }
+            _ => return self.write(ipa, buf),
+        };
+        r.map_err(|_| err)
+    }
 }
 
 #[cfg(test)]
@@ -101,5 +146,23 @@ mod tests {
         assert!(ram.is_ram(0x8000_0000, 0x10000));
         assert!(!ram.is_ram(0x8000_0000, 0x10001));
         assert!(!ram.is_ram(0x7fff_ffff, 1));
+    }
+
+    #[test]
+    fn atomic_accesses_are_element_sized_and_checked() {
+        let ram = Ram::new(0x8000_0000, 0x10000).unwrap();
+        ram.write_atomic(0x8000_0008, &[1, 2, 3, 4, 5, 6, 7, 8])
+            .unwrap();
+        ram.write_atomic(0x8000_0012, &[9, 10]).unwrap();
+        let mut b = [0u8; 8];
+        ram.read_atomic(0x8000_0008, &mut b).unwrap();
+        assert_eq!(b, [1, 2, 3, 4, 5, 6, 7, 8]);
+        let mut h = [0u8; 4];
+        ram.read_atomic(0x8000_0010, &mut h).unwrap();
+        assert_eq!(h, [0, 0, 9, 10]);
+        // Misaligned or outside RAM: an error, never a host fault.
+        assert!(ram.read_atomic(0x8000_0004, &mut b).is_err());
+        assert!(ram.write_atomic(0x8000_fffc, &b).is_err());
+        assert!(ram.read_atomic(u64::MAX - 3, &mut h).is_err());
     }
 }
