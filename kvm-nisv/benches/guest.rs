@@ -131,8 +131,8 @@ fn run_once(vmm: &Path, guest: &Path, tag: &str, extra: &[String], cmdline: &str
         mem.hwm.saturating_sub(mem.ram_rss),
         mem.max_other
     );
-    let ok = status.is_some_and(|s| s.success())
-        && stdout.lines().any(|l| l.trim_end() == "bench: ok");
+    let ok =
+        status.is_some_and(|s| s.success()) && stdout.lines().any(|l| l.trim_end() == "bench: ok");
     println!("{tag} status {status:?}");
     ok
 }

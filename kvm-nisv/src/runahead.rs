@@ -21,7 +21,7 @@
 //!   WFI, WFE, YIELD, BTI...), exception-generating instructions (SVC, HVC,
 //!   BRK...), barriers other than DMB/DSB/ISB, BR/BLR, FP/SIMD arithmetic,
 //!   unallocated encodings, a branch whose target has a non-canonical top byte;
-//! * an exclusive load/store, an atomic (LD<op>, SWP) or a CAS whose address
+//! * an exclusive load/store, an atomic (`LD<op>`, SWP) or a CAS whose address
 //!   is RAM (the vCPU's own monitor and RAM atomicity against other vCPUs must
 //!   be the hardware's), and an SP-based access with an SP the CPU's SP
 //!   alignment check (SCTLR_EL1.SA/SA0) would fault;
