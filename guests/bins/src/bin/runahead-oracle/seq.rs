@@ -556,7 +556,8 @@ impl Gen<'_> {
                 let l = self.below(2);
                 let vt = self.below(32);
                 let total = i64::from(nregs) * if q == 1 { 16 } else { 8 };
-                if self.chance(1, 2) && self.step_ok(p, total) {
+                // Aligned phases keep the pointers 16-byte aligned.
+                if self.chance(1, 2) && (!al || total % 16 == 0) && self.step_ok(p, total) {
                     0x0c80_0000
                         | (q << 30)
                         | (l << 22)
