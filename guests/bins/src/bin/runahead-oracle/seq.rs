@@ -84,6 +84,8 @@ struct Gen<'a> {
     mult: i64,
     /// Only P0/P1 (the device side).
     device_only: bool,
+    /// First of the eight SIMD&FP registers the sequence uses.
+    vbase: u32,
     words: [u32; MAXW],
     n: usize,
 }
@@ -106,6 +108,11 @@ impl Gen<'_> {
             *s = w;
             self.n += 1;
         }
+    }
+
+    /// A SIMD&FP register of the sequence's window of eight.
+    fn vreg(&mut self) -> u32 {
+        (self.vbase + self.below(8)) % 32
     }
 
     /// A data register.
@@ -487,7 +494,7 @@ impl Gen<'_> {
                 let bytes = if q == 1 { 16 } else { 1u32 << size };
                 let l = self.below(2);
                 let opc = (q << 1) | l;
-                let vt = self.below(32);
+                let vt = self.vreg();
                 if self.chance(1, 2) {
                     let k = self.below(u64::from(256 / bytes));
                     0x3d00_0000 | (size << 30) | (opc << 22) | (k << 10) | (rn << 5) | vt
@@ -507,11 +514,11 @@ impl Gen<'_> {
                 let opc = self.below(3);
                 let esize = 4i64 << opc;
                 let l = self.below(2);
-                let vt = self.below(32);
-                let mut vt2 = self.below(32);
+                let vt = self.vreg();
+                let mut vt2 = self.vreg();
                 if l == 1 {
                     while vt2 == vt {
-                        vt2 = self.below(32);
+                        vt2 = self.vreg();
                     }
                 }
                 let mut mode = [2, 1, 3][self.below(3) as usize];
@@ -540,7 +547,7 @@ impl Gen<'_> {
                 // LD1-LD4/ST1-ST4 multiple structures, no offset or post-index.
                 let q = self.below(2);
                 let (opcode, nregs) = match self.below(7) {
-                    0 => (0b0111, 1),
+                    0 => (0b0111, 1u32),
                     1 => (0b1010, 2),
                     2 => (0b0110, 3),
                     3 => (0b0010, 4),
@@ -559,7 +566,7 @@ impl Gen<'_> {
                     size = 2; // .1D is reserved for LD2-LD4.
                 }
                 let l = self.below(2);
-                let vt = self.below(32);
+                let vt = (self.vbase + self.below(u64::from(9 - nregs))) % 32;
                 let total = i64::from(nregs) * if q == 1 { 16 } else { 8 };
                 // Aligned phases keep the pointers 16-byte aligned.
                 if self.chance(1, 2) && (!al || total % 16 == 0) && self.step_ok(p, total) {
@@ -734,7 +741,7 @@ fn isv(w: u32) -> bool {
 pub fn generate(rng: &mut Rng, aligned: bool, lse: bool) -> Seq {
     // Roles: five distinct registers among x0..x29 (x30 stays data: BL).
     let mut pool: [u8; 30] = core::array::from_fn(|i| i as u8);
-    for i in 0..5 {
+    for i in 0..29 {
         let j = i + rng.below((30 - i) as u64) as usize;
         pool.swap(i, j);
     }
@@ -743,14 +750,21 @@ pub fn generate(rng: &mut Rng, aligned: bool, lse: bool) -> Seq {
         cnt: pool[3],
         idx: pool[4],
     };
+    // Data registers: a random 6 to 12 of the others, and x30 (for BL). A
+    // sequence touches few registers, as real code does: on KVM each one
+    // run-ahead reads or writes back is an ioctl, which is what an exit costs.
     let mut data = [0u8; 31];
     let mut ndata = 0;
-    for x in 0..31u8 {
-        if !pool[..5].contains(&x) {
+    let want = 6 + rng.below(7) as usize;
+    for &x in pool[5..].iter() {
+        if ndata < want - 1 {
             data[ndata] = x;
             ndata += 1;
         }
     }
+    data[ndata] = 30;
+    ndata += 1;
+    let vbase = rng.below(32) as u32;
     let mut g = Gen {
         rng,
         aligned,
@@ -762,6 +776,7 @@ pub fn generate(rng: &mut Rng, aligned: bool, lse: bool) -> Seq {
         down: [DOWN; 3],
         mult: 1,
         device_only: false,
+        vbase,
         words: [0; MAXW],
         n: 0,
     };
