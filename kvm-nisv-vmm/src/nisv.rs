@@ -93,6 +93,8 @@ pub struct NisvStats {
     pub run_ahead_exits: AtomicU64,
     /// Instructions executed by run-ahead.
     pub run_ahead_insns: AtomicU64,
+    /// `KVM_GET_ONE_REG`/`KVM_SET_ONE_REG` calls made for NISV exits.
+    pub reg_calls: AtomicU64,
     per_class: Mutex<BTreeMap<Class, u64>>,
 }
 
@@ -121,6 +123,15 @@ impl NisvStats {
             self.faults_delivered.load(Ordering::Relaxed),
             self.undecoded.load(Ordering::Relaxed),
         );
+        let exits = self.exits.load(Ordering::Relaxed);
+        let calls = self.reg_calls.load(Ordering::Relaxed);
+        if exits > 0 {
+            let _ = write!(
+                s,
+                "\nkvm-nisv-vmm: register calls: {calls} ({:.2} per NISV exit)",
+                calls as f64 / exits as f64
+            );
+        }
         let ra = self.run_ahead_exits.load(Ordering::Relaxed);
         if ra > 0 {
             let _ = write!(

@@ -353,7 +353,12 @@ pub fn handle_exit(ctx: &mut ExitCtx<'_>, vcpu: &mut dyn VcpuOps, exit: Exit<'_>
                 .nisv
                 .handle(ctx.index, &mut cached, ctx.ram, ctx.bus, esr_iss, fault_ipa);
             let action = apply(ctx.nisv, &mut cached, act);
-            match (cached.0.flush(), action) {
+            let flushed = cached.0.flush();
+            ctx.nisv
+                .stats()
+                .reg_calls
+                .fetch_add(u64::from(cached.0.traffic().total()), Ordering::Relaxed);
+            match (flushed, action) {
                 (Err(e), ExitAction::Continue) => stop(
                     EXIT_VMM_ERROR,
                     format!(

@@ -6,10 +6,12 @@
 //! A sequence is up to [`MAXW`] words ending in `svc #SVC_DONE`:
 //!
 //! ```text
-//! A:    0-6 instructions
-//! loop: 2-10 instructions (body), then  subs CNT, CNT, #1; b.ne body
+//!       a load/store to the device without a valid syndrome (the exit)
+//! A:    0-4 instructions
+//! loop: 2-8 instructions (body), repeated 1-5 times by
+//!                                   subs CNT, CNT, #1; b.ne body
 //!                               or  sub CNT, CNT, #1; cbnz CNT, body
-//! B:    0-6 instructions
+//! B:    0-4 instructions
 //!       svc #0x77
 //! ```
 //!
@@ -793,13 +795,13 @@ pub fn generate(rng: &mut Rng, aligned: bool, lse: bool) -> Seq {
     };
     g.device_only = false;
     g.push(first);
-    let a = g.below(6) as usize;
+    let a = g.below(5) as usize;
     g.block(a);
     if g.chance(7, 10) {
-        let count = 1 + i64::from(g.below(6));
+        let count = 1 + i64::from(g.below(5));
         g.mult = count;
         let body_start = g.n;
-        let len = 2 + g.below(9) as usize;
+        let len = 2 + g.below(7) as usize;
         g.block(len);
         g.mult = 1;
         let back = (body_start as i64 - (g.n as i64 + 1)) as u32 & 0x7ffff;
@@ -812,12 +814,12 @@ pub fn generate(rng: &mut Rng, aligned: bool, lse: bool) -> Seq {
             g.push(0xb500_0000 | (back << 5) | c); // cbnz CNT, body
         }
         // The counter starts at `count` (set in `finish`).
-        let b = g.below(7) as usize;
+        let b = g.below(5) as usize;
         g.block(b);
         g.push(SVC);
         finish(g, count as u64)
     } else {
-        let b = g.below(7) as usize;
+        let b = g.below(5) as usize;
         g.block(b);
         g.push(SVC);
         finish(g, 1)
