@@ -64,11 +64,9 @@ fn runahead_oracle_zero_mismatches() {
     }) {
         eprintln!("{l}");
     }
-    for l in r
-        .stderr
-        .lines()
-        .filter(|l| l.contains("NISV exits") || l.contains("run-ahead"))
-    {
+    for l in r.stderr.lines().filter(|l| {
+        l.contains("NISV exits") || l.contains("run-ahead") || l.contains("register calls")
+    }) {
         eprintln!("{l}");
     }
     let summary = r

@@ -86,7 +86,7 @@ struct Gen<'a> {
     mult: i64,
     /// Only P0/P1 (the device side).
     device_only: bool,
-    /// First of the eight SIMD&FP registers the sequence uses.
+    /// First of the four SIMD&FP registers the sequence uses.
     vbase: u32,
     words: [u32; MAXW],
     n: usize,
@@ -112,9 +112,9 @@ impl Gen<'_> {
         }
     }
 
-    /// A SIMD&FP register of the sequence's window of eight.
+    /// A SIMD&FP register of the sequence's window of four.
     fn vreg(&mut self) -> u32 {
-        (self.vbase + self.below(8)) % 32
+        (self.vbase + self.below(4)) % 32
     }
 
     /// A data register.
@@ -568,7 +568,7 @@ impl Gen<'_> {
                     size = 2; // .1D is reserved for LD2-LD4.
                 }
                 let l = self.below(2);
-                let vt = (self.vbase + self.below(u64::from(9 - nregs))) % 32;
+                let vt = (self.vbase + self.below(u64::from(5 - nregs))) % 32;
                 let total = i64::from(nregs) * if q == 1 { 16 } else { 8 };
                 // Aligned phases keep the pointers 16-byte aligned.
                 if self.chance(1, 2) && (!al || total % 16 == 0) && self.step_ok(p, total) {
@@ -752,12 +752,12 @@ pub fn generate(rng: &mut Rng, aligned: bool, lse: bool) -> Seq {
         cnt: pool[3],
         idx: pool[4],
     };
-    // Data registers: a random 6 to 12 of the others, and x30 (for BL). A
+    // Data registers: a random 3 to 8 of the others, and x30 (for BL). A
     // sequence touches few registers, as real code does: on KVM each one
     // run-ahead reads or writes back is an ioctl, which is what an exit costs.
     let mut data = [0u8; 31];
     let mut ndata = 0;
-    let want = 6 + rng.below(7) as usize;
+    let want = 4 + rng.below(6) as usize;
     for &x in pool[5..].iter() {
         if ndata < want - 1 {
             data[ndata] = x;
