@@ -36,10 +36,54 @@ pub trait NisvEmulator: Send {
 }
 
 /// kvm-nisv's emulator (`kvm_nisv::emulate::Emulator`), one per vCPU: it owns
-/// that vCPU's exclusive monitor.
+/// that vCPU's exclusive monitor, and its run-ahead state when enabled.
 #[derive(Debug)]
 pub struct KvmNisvEmulator {
     inner: kvm_nisv::emulate::Emulator,
+    run_ahead: Option<RunAheadState>,
+}
+
+/// `--nisv-run-ahead` settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunAheadSettings {
+    /// Instructions after the faulting one, at most (`--nisv-run-ahead`).
+    pub max_insns: u32,
+    /// Microseconds, at most (`--nisv-run-ahead-us`).
+    pub max_micros: u64,
+    /// Run ahead after every exit, not only on a repeated PC.
+    pub always: bool,
+}
+
+/// A NISV exit at a PC that exited less than this long before is in a loop:
+/// run-ahead pays there (`kvm_nisv::runahead::RunAheadTrigger`).
+pub const RUN_AHEAD_WINDOW_US: u64 = 2000;
+
+#[derive(Debug)]
+struct RunAheadState {
+    ra: kvm_nisv::runahead::RunAhead,
+    trigger: kvm_nisv::runahead::RunAheadTrigger,
+    /// Whether the vCPU was kicked (a stop or pause request).
+    stop_requested: fn() -> bool,
+    stats: std::sync::Arc<crate::nisv::NisvStats>,
+}
+
+/// The VMM's side of run-ahead: kicks stop it, `Instant` is its clock.
+struct Control(fn() -> bool);
+
+impl kvm_nisv::runahead::RunAheadControl for Control {
+    fn stop_requested(&mut self) -> bool {
+        (self.0)()
+    }
+    fn now_micros(&mut self) -> Option<u64> {
+        Some(now_micros())
+    }
+}
+
+/// Microseconds since the first call (monotonic).
+fn now_micros() -> u64 {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let e = EPOCH.get_or_init(std::time::Instant::now).elapsed();
+    u64::try_from(e.as_micros()).unwrap_or(u64::MAX)
 }
 
 impl KvmNisvEmulator {
@@ -55,7 +99,36 @@ impl KvmNisvEmulator {
             Some(d) => inner.with_dczid(d),
             None => inner,
         };
-        KvmNisvEmulator { inner }
+        KvmNisvEmulator {
+            inner,
+            run_ahead: None,
+        }
+    }
+
+    /// Enable run-ahead (`kvm_nisv::runahead`) with `settings`;
+    /// `stop_requested` says whether this vCPU's thread was kicked; run-ahead
+    /// totals go to `stats`.
+    pub fn with_run_ahead(
+        mut self,
+        settings: RunAheadSettings,
+        stop_requested: fn() -> bool,
+        stats: std::sync::Arc<crate::nisv::NisvStats>,
+    ) -> Self {
+        use kvm_nisv::runahead::{RunAhead, RunAheadConfig, RunAheadTrigger};
+        self.run_ahead = (settings.max_insns > 0).then(|| RunAheadState {
+            ra: RunAhead::new(RunAheadConfig {
+                max_insns: settings.max_insns,
+                max_micros: settings.max_micros,
+            }),
+            trigger: if settings.always {
+                RunAheadTrigger::always()
+            } else {
+                RunAheadTrigger::repeat_within(RUN_AHEAD_WINDOW_US)
+            },
+            stop_requested,
+            stats,
+        });
+        self
     }
 }
 
@@ -73,9 +146,38 @@ impl NisvEmulator for KvmNisvEmulator {
         mut bus: &Bus,
         fault_ipa: u64,
     ) -> Result<Outcome, EmulateError> {
-        let r = self
-            .inner
-            .emulate(&mut regs, &ram, &mut bus, Some(fault_ipa))?;
+        // The PC read is free: the VMM's per-exit register cache keeps it for
+        // the emulator.
+        let go = match &mut self.run_ahead {
+            Some(st) => {
+                let pc = regs.get(Reg::Pc)?;
+                st.trigger.should_run_ahead(pc, now_micros())
+            }
+            None => false,
+        };
+        let r = match &mut self.run_ahead {
+            Some(st) if go => {
+                let out = st.ra.emulate(
+                    &mut self.inner,
+                    &mut regs,
+                    &ram,
+                    &mut bus,
+                    Some(fault_ipa),
+                    &mut Control(st.stop_requested),
+                )?;
+                if out.ran > 0 {
+                    use std::sync::atomic::Ordering::Relaxed;
+                    st.stats.run_ahead_exits.fetch_add(1, Relaxed);
+                    st.stats
+                        .run_ahead_insns
+                        .fetch_add(u64::from(out.ran), Relaxed);
+                }
+                out.outcome
+            }
+            _ => self
+                .inner
+                .emulate(&mut regs, &ram, &mut bus, Some(fault_ipa))?,
+        };
         if matches!(r, Outcome::GuestFault(_) | Outcome::NoDevice { .. }) {
             // The guest takes an exception: like CLREX, it clears the monitor.
             self.inner.clear_monitor();

@@ -86,6 +86,23 @@ pub struct RunArgs {
     /// the VMM receives SIGUSR1. Needs --framebuffer.
     #[arg(long, value_name = "FILE", requires = "framebuffer")]
     pub screenshot: Option<PathBuf>,
+    /// Run-ahead emulation: after emulating a NISV access that is in a loop
+    /// (its PC took a NISV exit less than 2 ms before), go on executing up to
+    /// N of the following instructions in the VMM (integer instructions,
+    /// branches, loads/stores to RAM and devices) instead of re-entering the
+    /// guest; it stops before anything else (docs/emulator.md, "Run-ahead").
+    /// 0 disables it.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub nisv_run_ahead: u32,
+
+    /// Time budget of one run-ahead in microseconds: the longest a pending
+    /// interrupt of the guest waits for it.
+    #[arg(long, value_name = "US", default_value_t = 100)]
+    pub nisv_run_ahead_us: u64,
+
+    /// Run ahead after every emulated NISV exit, not only in loops (tests).
+    #[arg(long)]
+    pub nisv_run_ahead_always: bool,
 }
 
 /// Parse `256M`, `1G`, `65536`... into bytes.
@@ -151,6 +168,8 @@ mod tests {
         assert_eq!(r.cpus, 1);
         assert_eq!(r.on_nisv, Policy::Emulate);
         assert!(!r.trace_nisv);
+        assert_eq!((r.nisv_run_ahead, r.nisv_run_ahead_us), (0, 100));
+        assert!(!r.nisv_run_ahead_always);
         assert_eq!(r.cmdline, DEFAULT_CMDLINE);
         assert_eq!(r.initrd, None);
         assert_eq!(r.framebuffer, None);
@@ -177,8 +196,15 @@ mod tests {
             "640x480-x8r8g8b8",
             "--screenshot",
             "s.png",
+            "--nisv-run-ahead",
+            "256",
+            "--nisv-run-ahead-us",
+            "50",
+            "--nisv-run-ahead-always",
         ])
         .unwrap();
+        assert_eq!((r.nisv_run_ahead, r.nisv_run_ahead_us), (256, 50));
+        assert!(r.nisv_run_ahead_always);
         assert_eq!(r.framebuffer.unwrap().to_string(), "640x480-x8r8g8b8");
         assert_eq!(r.screenshot, Some(PathBuf::from("s.png")));
         assert_eq!(r.initrd, Some(PathBuf::from("i.gz")));
@@ -232,6 +258,9 @@ mod tests {
             "--trace-nisv",
             "--framebuffer",
             "--screenshot",
+            "--nisv-run-ahead",
+            "--nisv-run-ahead-us",
+            "--nisv-run-ahead-always",
         ] {
             assert!(help.contains(opt), "{opt} missing from:\n{help}");
         }

@@ -140,6 +140,20 @@ mod kick {
         }
     }
 
+    /// Whether the calling vCPU thread was kicked (a stop or pause request)
+    /// since its last `KVM_RUN`: run-ahead emulation stops then.
+    pub fn kick_pending() -> bool {
+        let p = KVM_RUN.with(|c| c.get());
+        if p.is_null() {
+            return false;
+        }
+        // SAFETY: the pointer is this thread's mmap'd kvm_run, set by the run
+        // loop and cleared before the VcpuFd (and its mapping) is dropped; the
+        // only other access is the kick handler's single-byte volatile store on
+        // this same thread.
+        unsafe { std::ptr::addr_of!((*p).immediate_exit).read_volatile() != 0 }
+    }
+
     /// Install the kick signal handler (once, before starting vCPU threads).
     pub fn install_kick_handler() -> Result<(), vmm_sys_util::errno::Error> {
         vmm_sys_util::signal::register_signal_handler(kick_signal(), on_kick)

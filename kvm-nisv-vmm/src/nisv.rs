@@ -94,6 +94,13 @@ pub struct NisvStats {
     pub faults_delivered: AtomicU64,
     /// Exits whose instruction could not be decoded.
     pub undecoded: AtomicU64,
+    /// Exits after which run-ahead executed at least one more instruction
+    /// (`--nisv-run-ahead`).
+    pub run_ahead_exits: AtomicU64,
+    /// Instructions executed by run-ahead.
+    pub run_ahead_insns: AtomicU64,
+    /// `KVM_GET_ONE_REG`/`KVM_SET_ONE_REG` calls made for NISV exits.
+    pub reg_calls: AtomicU64,
     per_class: Mutex<BTreeMap<Class, u64>>,
 }
 
@@ -123,6 +130,23 @@ impl NisvStats {
             self.faults_delivered.load(Ordering::Relaxed),
             self.undecoded.load(Ordering::Relaxed),
         );
+        let exits = self.exits.load(Ordering::Relaxed);
+        let calls = self.reg_calls.load(Ordering::Relaxed);
+        if exits > 0 {
+            let _ = write!(
+                s,
+                "\nkvm-nisv-vmm: register calls: {calls} ({:.2} per NISV exit)",
+                calls as f64 / exits as f64
+            );
+        }
+        let ra = self.run_ahead_exits.load(Ordering::Relaxed);
+        if ra > 0 {
+            let _ = write!(
+                s,
+                "\nkvm-nisv-vmm: run-ahead: {ra} exits, {} instructions",
+                self.run_ahead_insns.load(Ordering::Relaxed)
+            );
+        }
         for (class, n) in self.per_class() {
             let _ = write!(s, "\nkvm-nisv-vmm:   {class:?}: {n}");
         }

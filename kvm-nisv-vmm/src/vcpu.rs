@@ -10,7 +10,8 @@
 //! Stopping and kicking the threads is `control`.
 
 use kvm_nisv::mem::{BusError, GuestRam};
-use kvm_nisv::regs::{Reg, VcpuRegs};
+use kvm_nisv::regcache::RegCache;
+use kvm_nisv::regs::{Reg, RegError, VcpuRegs};
 
 use crate::bus::{AccessData, Bus};
 use crate::mmio_fixup::Straddle;
@@ -105,6 +106,10 @@ pub enum InjectError {
     /// `KVM_SET_VCPU_EVENTS` failed.
     #[error("KVM_SET_VCPU_EVENTS (ext_dabt_pending) failed")]
     Kvm(#[source] kvm_nisv::inject::InjectError),
+    /// Writing back the registers the emulation changed failed (they must
+    /// reach the vCPU before the abort is made pending).
+    #[error("writing back registers before the injection failed")]
+    Registers(#[source] kvm_nisv::regs::RegError),
 }
 
 /// A vCPU as [`handle_exit`] needs it.
@@ -273,6 +278,32 @@ fn apply(nisv: &mut NisvHandler, vcpu: &mut dyn VcpuOps, act: NisvAction) -> Exi
     }
 }
 
+/// A vCPU behind a per-exit [`RegCache`]; pending register writes are
+/// flushed before an abort is injected.
+struct CachedVcpu<'a>(RegCache<&'a mut dyn VcpuOps>);
+
+impl VcpuRegs for CachedVcpu<'_> {
+    fn get(&mut self, reg: Reg) -> Result<u64, RegError> {
+        self.0.get(reg)
+    }
+    fn set(&mut self, reg: Reg, value: u64) -> Result<(), RegError> {
+        self.0.set(reg, value)
+    }
+    fn get_v(&mut self, n: u8) -> Result<u128, RegError> {
+        self.0.get_v(n)
+    }
+    fn set_v(&mut self, n: u8, value: u128) -> Result<(), RegError> {
+        self.0.set_v(n, value)
+    }
+}
+
+impl VcpuOps for CachedVcpu<'_> {
+    fn inject_ext_dabt(&mut self) -> Result<(), InjectError> {
+        self.0.flush().map_err(InjectError::Registers)?;
+        self.0.inner().inject_ext_dabt()
+    }
+}
+
 /// Handle one exit. Never panics on guest-controlled values.
 pub fn handle_exit(ctx: &mut ExitCtx<'_>, vcpu: &mut dyn VcpuOps, exit: Exit<'_>) -> ExitAction {
     match exit {
@@ -303,10 +334,29 @@ pub fn handle_exit(ctx: &mut ExitCtx<'_>, vcpu: &mut dyn VcpuOps, exit: Exit<'_>
             }
         },
         Exit::Nisv { esr_iss, fault_ipa } => {
+            // One register cache per exit: each register is read at most once
+            // and only changed ones are written back, PC last, before the vCPU
+            // runs again (docs/performance.md, "The per-exit floor").
+            let mut cached = CachedVcpu(RegCache::new(vcpu));
             let act = ctx
                 .nisv
-                .handle(ctx.index, vcpu, ctx.ram, ctx.bus, esr_iss, fault_ipa);
-            apply(ctx.nisv, vcpu, act)
+                .handle(ctx.index, &mut cached, ctx.ram, ctx.bus, esr_iss, fault_ipa);
+            let action = apply(ctx.nisv, &mut cached, act);
+            let flushed = cached.0.flush();
+            ctx.nisv.stats().reg_calls.fetch_add(
+                u64::from(cached.0.traffic().total()),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            match (flushed, action) {
+                (Err(e), ExitAction::Continue) => stop(
+                    EXIT_VMM_ERROR,
+                    format!(
+                        "kvm-nisv-vmm: vcpu{}: writing back registers: {e}",
+                        ctx.index
+                    ),
+                ),
+                (_, action) => action,
+            }
         }
         Exit::Interrupted => ExitAction::Continue,
         Exit::RunError(e) if e == libc::EINTR || e == libc::EAGAIN => ExitAction::Continue,
@@ -337,7 +387,7 @@ pub fn handle_exit(ctx: &mut ExitCtx<'_>, vcpu: &mut dyn VcpuOps, exit: Exit<'_>
 
 pub use crate::control::VcpuControl;
 #[cfg(target_arch = "aarch64")]
-pub use crate::control::install_kick_handler;
+pub use crate::control::{install_kick_handler, kick_pending};
 #[cfg(target_arch = "aarch64")]
 pub use crate::run_loop::{KvmVcpu, run_vcpu};
 
@@ -481,6 +531,92 @@ mod tests {
 
     fn handler(m: &Machine, policy: Policy, emu: Box<dyn NisvEmulator>) -> NisvHandler {
         NisvHandler::new(policy, false, emu, m.stats.clone())
+    }
+
+    /// A vCPU that counts register calls (each one an ioctl on KVM).
+    #[derive(Default)]
+    struct Counting {
+        v: FakeVcpu,
+        log: Vec<(bool, Reg)>,
+    }
+    impl VcpuRegs for Counting {
+        fn get(&mut self, r: Reg) -> Result<u64, kvm_nisv::regs::RegError> {
+            self.log.push((false, r));
+            self.v.get(r)
+        }
+        fn set(&mut self, r: Reg, v: u64) -> Result<(), kvm_nisv::regs::RegError> {
+            self.log.push((true, r));
+            self.v.set(r, v)
+        }
+        fn get_v(&mut self, n: u8) -> Result<u128, kvm_nisv::regs::RegError> {
+            self.v.get_v(n)
+        }
+        fn set_v(&mut self, n: u8, v: u128) -> Result<(), kvm_nisv::regs::RegError> {
+            self.v.set_v(n, v)
+        }
+    }
+    impl VcpuOps for Counting {
+        fn inject_ext_dabt(&mut self) -> Result<(), InjectError> {
+            self.v.inject_ext_dabt()
+        }
+    }
+
+    #[test]
+    fn a_nisv_exit_reads_each_register_once_and_runs_ahead() {
+        use crate::adapter::{KvmNisvEmulator, RunAheadSettings};
+        use kvm_nisv::mem::GuestRam;
+        let m = machine();
+        // str x0, [x1], #8; subs x2, x2, #1; b.ne .-8; nop
+        let code = [0xf800_8420u32, 0xf100_0442, 0x54ff_ffc1, 0xd503_201f];
+        for (i, w) in code.iter().enumerate() {
+            m.ram
+                .write(RAM_BASE + 0x100 + 4 * i as u64, &w.to_le_bytes())
+                .unwrap();
+        }
+        let settings = RunAheadSettings {
+            max_insns: 64,
+            max_micros: 1_000_000,
+            always: false,
+        };
+        for (run_ahead, stores, calls) in [(false, 1, 7), (true, 3, 11)] {
+            let emu = KvmNisvEmulator::new().with_run_ahead(
+                RunAheadSettings {
+                    always: run_ahead,
+                    ..settings
+                },
+                || false,
+                m.stats.clone(),
+            );
+            let mut h = handler(&m, Policy::Emulate, Box::new(emu));
+            let mut c = Counting::default();
+            c.v.regs.pc = RAM_BASE + 0x100;
+            c.v.regs.pstate = 0x3c5;
+            c.v.regs.x[0] = 0x1234;
+            c.v.regs.x[1] = TESTDEV_DATA_BASE;
+            c.v.regs.x[2] = 3;
+            let mut ctx = ExitCtx {
+                index: 0,
+                bus: &m.bus,
+                ram: &*m.ram,
+                nisv: &mut h,
+            };
+            let exit = Exit::Nisv {
+                esr_iss: 0x45,
+                fault_ipa: TESTDEV_DATA_BASE,
+            };
+            assert_eq!(handle_exit(&mut ctx, &mut c, exit), ExitAction::Continue);
+            assert_eq!(c.v.regs.x[1], TESTDEV_DATA_BASE + 8 * stores);
+            // The policy's own PC read is absorbed by the per-exit cache:
+            // PSTATE, PC, SCTLR, X1, X0 and writes of X1 and PC (with
+            // run-ahead also MDSCR, X2; X2 and PSTATE written).
+            let reads: Vec<Reg> = c.log.iter().filter(|(w, _)| !w).map(|(_, r)| *r).collect();
+            let mut dedup = reads.clone();
+            dedup.sort();
+            dedup.dedup();
+            assert_eq!(dedup.len(), reads.len(), "a register read twice: {reads:?}");
+            assert_eq!(c.log.len(), calls, "{:?}", c.log);
+            assert_eq!(c.log.last(), Some(&(true, Reg::Pc)));
+        }
     }
 
     #[test]

@@ -21,8 +21,8 @@ use kvm_nisv::regs::{Reg, VcpuRegs};
 use vm_memory::{GuestAddress, GuestMemoryBackend};
 use vmm_sys_util::eventfd::EventFd;
 
-use crate::adapter::KvmNisvEmulator;
 use crate::adapter::kvm::{MPIDR_EL1_ID, enable_nisv, injector, nisv_caps};
+use crate::adapter::{KvmNisvEmulator, RunAheadSettings};
 use crate::bus::Bus;
 use crate::cli::RunArgs;
 use crate::exit_stats::{self, ExitStats};
@@ -35,7 +35,9 @@ use crate::memory;
 use crate::nisv::{NisvHandler, NisvStats};
 use crate::testdev::TestDevice;
 use crate::uart::{Uart, spawn_stdin_reader};
-use crate::vcpu::{EXIT_VMM_ERROR, Stop, VcpuControl, install_kick_handler, run_vcpu};
+use crate::vcpu::{
+    EXIT_VMM_ERROR, Stop, VcpuControl, install_kick_handler, kick_pending, run_vcpu,
+};
 
 /// Test-device access-log lines printed at exit with `--trace-nisv`.
 const TRACE_LOG_LINES: usize = 64;
@@ -337,10 +339,19 @@ pub fn run(args: &RunArgs) -> i32 {
         for (i, vcpu) in vcpus.into_iter().enumerate() {
             let tx = tx.clone();
             let (bus, ram, control) = (&bus, &*ram, &control);
+            let emulator = KvmNisvEmulator::new().with_run_ahead(
+                RunAheadSettings {
+                    max_insns: args.nisv_run_ahead,
+                    max_micros: args.nisv_run_ahead_us,
+                    always: args.nisv_run_ahead_always,
+                },
+                kick_pending,
+                stats.clone(),
+            );
             let mut nisv = NisvHandler::new(
                 args.on_nisv,
                 args.trace_nisv,
-                Box::new(KvmNisvEmulator::new()),
+                Box::new(emulator),
                 stats.clone(),
             );
             let spawned = std::thread::Builder::new()

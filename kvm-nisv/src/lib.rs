@@ -22,6 +22,7 @@ extern crate alloc;
 #[cfg(all(feature = "std", not(test)))]
 extern crate std;
 
+pub mod a64;
 pub mod cap;
 pub mod dczid;
 pub mod decode;
@@ -33,7 +34,9 @@ pub mod exit;
 pub mod inject;
 pub mod mem;
 pub mod one_reg;
+pub mod regcache;
 pub mod regs;
+pub mod runahead;
 pub mod stage1;
 
 #[cfg(feature = "kvm-ioctls")]

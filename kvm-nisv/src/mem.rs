@@ -76,6 +76,29 @@ pub trait GuestRam {
     fn is_writable(&self, ipa: u64, len: usize) -> bool {
         self.is_ram(ipa, len)
     }
+
+    /// Read `buf.len()` bytes at `ipa` as **one single-copy-atomic access**:
+    /// callers pass 1, 2, 4 or 8 bytes at an `ipa` aligned to that size, and
+    /// the bytes are in address order (the host's native order of the loaded
+    /// value). Run-ahead emulation ([`crate::runahead`]) uses it for every
+    /// aligned RAM element of up to 8 bytes (16-byte elements as two 8-byte
+    /// halves), because other vCPUs run meanwhile and the architecture makes
+    /// such accesses single-copy atomic.
+    ///
+    /// The default calls [`GuestRam::read`], which is only atomic for a backend
+    /// nobody else writes concurrently (tests); a VMM whose RAM is mapped into
+    /// running vCPUs overrides it with a host atomic load of that size (e.g.
+    /// vm-memory's `Bytes::load`).
+    fn read_atomic(&self, ipa: u64, buf: &mut [u8]) -> Result<(), MemError> {
+        self.read(ipa, buf)
+    }
+
+    /// Write `buf` (1, 2, 4 or 8 bytes, `ipa` aligned to that size) as one
+    /// single-copy-atomic access; see [`GuestRam::read_atomic`]. The default
+    /// calls [`GuestRam::write`].
+    fn write_atomic(&self, ipa: u64, buf: &[u8]) -> Result<(), MemError> {
+        self.write(ipa, buf)
+    }
 }
 
 impl<T: GuestRam + ?Sized> GuestRam for &T {
@@ -84,6 +107,12 @@ impl<T: GuestRam + ?Sized> GuestRam for &T {
     }
     fn write(&self, ipa: u64, buf: &[u8]) -> Result<(), MemError> {
         (**self).write(ipa, buf)
+    }
+    fn read_atomic(&self, ipa: u64, buf: &mut [u8]) -> Result<(), MemError> {
+        (**self).read_atomic(ipa, buf)
+    }
+    fn write_atomic(&self, ipa: u64, buf: &[u8]) -> Result<(), MemError> {
+        (**self).write_atomic(ipa, buf)
     }
     fn is_ram(&self, ipa: u64, len: usize) -> bool {
         (**self).is_ram(ipa, len)

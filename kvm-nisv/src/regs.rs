@@ -50,11 +50,15 @@ pub enum SysReg {
     IdAa64mmfr0El1,
     /// AArch64 Memory Model Feature Register 2: AT (\[35:32\], FEAT_LSE2).
     IdAa64mmfr2El1,
+    /// Monitor Debug System Control Register (EL1): software step (SS) and
+    /// breakpoint/watchpoint (MDE) enables; run-ahead emulation stays off
+    /// while either is set.
+    MdscrEl1,
 }
 
 impl SysReg {
     /// Every register of this enum, for tests and tables.
-    pub const ALL: [SysReg; 13] = [
+    pub const ALL: [SysReg; 14] = [
         SysReg::SctlrEl1,
         SysReg::TcrEl1,
         SysReg::Ttbr0El1,
@@ -68,6 +72,7 @@ impl SysReg {
         SysReg::SpsrEl1,
         SysReg::IdAa64mmfr0El1,
         SysReg::IdAa64mmfr2El1,
+        SysReg::MdscrEl1,
     ];
 
     /// The register's encoding as `(op0, op1, CRn, CRm, op2)` (Arm ARM, chapter D23).
@@ -86,6 +91,7 @@ impl SysReg {
             SysReg::SpsrEl1 => (3, 0, 4, 0, 0),
             SysReg::IdAa64mmfr0El1 => (3, 0, 0, 7, 0),
             SysReg::IdAa64mmfr2El1 => (3, 0, 0, 7, 2),
+            SysReg::MdscrEl1 => (2, 0, 0, 2, 2),
         }
     }
 }

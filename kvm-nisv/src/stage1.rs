@@ -359,6 +359,88 @@ impl Stage1Regs {
     }
 }
 
+/// [`Stage1Regs`] read on demand, so that an exit reads only the registers
+/// the architecture forces it to (docs/performance.md, "The per-exit floor").
+///
+/// [`LazyStage1::read`] reads SCTLR_EL1 and, with the MMU on, TCR_EL1 (and
+/// ID_AA64MMFR0_EL1 once, through the same `pa_bits` cache as
+/// [`Stage1Regs::read_with`]). [`LazyStage1::for_va`] then reads the one TTBR
+/// that selects `va`'s half of the address space (bit 55), and MAIR_EL1 only
+/// when the caller says the memory type matters. Until MAIR_EL1 is read, every
+/// translation reports Device-nGnRnE, the strictest type: only ask for a
+/// translation without the memory type when no outcome depends on it (an
+/// aligned data access, an instruction fetch).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct LazyStage1 {
+    regs: Stage1Regs,
+    /// Bit 0: TTBR0_EL1 read; bit 1: TTBR1_EL1; bit 2: MAIR_EL1.
+    loaded: u8,
+}
+
+impl LazyStage1 {
+    /// Read SCTLR_EL1, and TCR_EL1 (plus ID_AA64MMFR0_EL1 when `pa_bits` is
+    /// `None`) when the MMU is on. PAN is left clear.
+    pub fn read<R: VcpuRegs + ?Sized>(
+        regs: &mut R,
+        pa_bits: &mut Option<u8>,
+    ) -> Result<Self, RegError> {
+        let sctlr = regs.get(Reg::Sys(SysReg::SctlrEl1))?;
+        let mut s = Stage1Regs {
+            sctlr,
+            pa_bits: pa_bits.unwrap_or(52),
+            ..Default::default()
+        };
+        if sctlr & SCTLR_M != 0 {
+            s.tcr = regs.get(Reg::Sys(SysReg::TcrEl1))?;
+            s.pa_bits = match *pa_bits {
+                Some(b) => b,
+                None => {
+                    let b = parange_bits(regs.get(Reg::Sys(SysReg::IdAa64mmfr0El1))?);
+                    *pa_bits = Some(b);
+                    b
+                }
+            };
+        }
+        Ok(LazyStage1 { regs: s, loaded: 0 })
+    }
+
+    /// Set PSTATE.PAN for data accesses.
+    pub fn set_pan(&mut self, pan: bool) {
+        self.regs.pan = pan;
+    }
+
+    /// The registers read so far (TTBRs and MAIR not yet read are 0).
+    pub fn regs(&self) -> &Stage1Regs {
+        &self.regs
+    }
+
+    /// The registers needed to translate `va`: with the MMU on, the TTBR of
+    /// `va`'s half, and MAIR_EL1 if `mem_type`. Each is read at most once.
+    pub fn for_va<R: VcpuRegs + ?Sized>(
+        &mut self,
+        regs: &mut R,
+        va: u64,
+        mem_type: bool,
+    ) -> Result<&Stage1Regs, RegError> {
+        if self.regs.mmu_on() {
+            if va & (1 << 55) == 0 {
+                if self.loaded & 1 == 0 {
+                    self.regs.ttbr0 = regs.get(Reg::Sys(SysReg::Ttbr0El1))?;
+                    self.loaded |= 1;
+                }
+            } else if self.loaded & 2 == 0 {
+                self.regs.ttbr1 = regs.get(Reg::Sys(SysReg::Ttbr1El1))?;
+                self.loaded |= 2;
+            }
+            if mem_type && self.loaded & 4 == 0 {
+                self.regs.mair = regs.get(Reg::Sys(SysReg::MairEl1))?;
+                self.loaded |= 4;
+            }
+        }
+        Ok(&self.regs)
+    }
+}
+
 /// Translation granule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Granule {

@@ -31,6 +31,8 @@
 
 use alloc::vec::Vec;
 
+use core::sync::atomic::Ordering;
+
 use ::vm_memory::{Bytes, GuestAddress, GuestMemory, Permissions};
 
 use crate::mem::{GuestRam, MemError};
@@ -151,6 +153,62 @@ impl<M: GuestMemory> GuestRam for GuestMemoryRam<M> {
     fn is_writable(&self, ipa: u64, len: usize) -> bool {
         self.check(ipa, len, Permissions::Write) && !self.touches_read_only(ipa, len)
     }
+
+    /// One host atomic load of 1, 2, 4 or 8 bytes (vm-memory's `Bytes::load`,
+    /// sequentially consistent): other vCPUs run while run-ahead emulation
+    /// ([`crate::runahead`]) reads RAM, and an aligned access of that size is
+    /// single-copy atomic. Other sizes, or an address not aligned to the size,
+    /// fall back to [`GuestRam::read`].
+    fn read_atomic(&self, ipa: u64, buf: &mut [u8]) -> Result<(), MemError> {
+        let err = MemError::NotRam {
+            ipa,
+            len: buf.len(),
+        };
+        if !self.check(ipa, buf.len(), Permissions::Read) {
+            return Err(err);
+        }
+        if !ipa.is_multiple_of(buf.len().max(1) as u64) {
+            return self.read(ipa, buf);
+        }
+        let a = GuestAddress(ipa);
+        let o = Ordering::SeqCst;
+        match buf.len() {
+            1 => buf.copy_from_slice(&self.mem.load::<u8>(a, o).map_err(|_| err)?.to_ne_bytes()),
+            2 => buf.copy_from_slice(&self.mem.load::<u16>(a, o).map_err(|_| err)?.to_ne_bytes()),
+            4 => buf.copy_from_slice(&self.mem.load::<u32>(a, o).map_err(|_| err)?.to_ne_bytes()),
+            8 => buf.copy_from_slice(&self.mem.load::<u64>(a, o).map_err(|_| err)?.to_ne_bytes()),
+            _ => return self.read(ipa, buf),
+        }
+        Ok(())
+    }
+
+    /// One host atomic store of 1, 2, 4 or 8 bytes (`Bytes::store`); see
+    /// [`GuestMemoryRam::read_atomic`].
+    fn write_atomic(&self, ipa: u64, buf: &[u8]) -> Result<(), MemError> {
+        let err = MemError::NotRam {
+            ipa,
+            len: buf.len(),
+        };
+        if !self.check(ipa, buf.len(), Permissions::Write) {
+            return Err(err);
+        }
+        if !ipa.is_multiple_of(buf.len().max(1) as u64) {
+            return self.write(ipa, buf);
+        }
+        let a = GuestAddress(ipa);
+        let o = Ordering::SeqCst;
+        let r = match *buf {
+            [b0] => self.mem.store(b0, a, o),
+            [b0, b1] => self.mem.store(u16::from_ne_bytes([b0, b1]), a, o),
+            [b0, b1, b2, b3] => self.mem.store(u32::from_ne_bytes([b0, b1, b2, b3]), a, o),
+            [b0, b1, b2, b3, b4, b5, b6, b7] => {
+                self.mem
+                    .store(u64::from_ne_bytes([b0, b1, b2, b3, b4, b5, b6, b7]), a, o)
+            }
+            _ => return self.write(ipa, buf),
+        };
+        r.map_err(|_| err)
+    }
 }
 
 #[cfg(test)]
@@ -219,5 +277,28 @@ mod tests {
         assert_eq!(b, [0x5a; 4]);
         let inner = ram.into_inner();
         assert_eq!(inner.num_regions(), 3);
+    }
+
+    #[test]
+    fn atomic_accesses_are_element_sized_and_checked() {
+        let ram = GuestMemoryRam::new(mem());
+        let base = 0x8000;
+        ram.write_atomic(base + 8, &[1, 2, 3, 4, 5, 6, 7, 8])
+            .unwrap();
+        ram.write_atomic(base + 0x12, &[9, 10]).unwrap();
+        let mut b = [0u8; 8];
+        ram.read_atomic(base + 8, &mut b).unwrap();
+        assert_eq!(b, [1, 2, 3, 4, 5, 6, 7, 8]);
+        let mut h = [0u8; 4];
+        ram.read_atomic(base + 0x10, &mut h).unwrap();
+        assert_eq!(h, [0, 0, 9, 10]);
+        // Misaligned: the plain (non-atomic) copy, same bytes.
+        ram.read_atomic(base + 6, &mut h).unwrap();
+        assert_eq!(h, [0, 0, 1, 2]);
+        // Outside RAM or wrapping: an error, never a host fault.
+        assert!(ram.read_atomic(u64::MAX - 3, &mut h).is_err());
+        assert!(ram.write_atomic(u64::MAX - 7, &b).is_err());
+        assert!(ram.read_atomic(0x4000, &mut b).is_err());
+        assert!(ram.read_atomic(0x8ffc, &mut b).is_err()); // runs past the end
     }
 }

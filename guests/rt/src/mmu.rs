@@ -77,6 +77,9 @@ pub enum Attr {
     Normal,
     /// Device-nGnRE, execute-never (MAIR index 1).
     Device,
+    /// Normal, inner/outer non-cacheable, execute-never (MAIR index 2): how
+    /// drivers map framebuffers and write-combining BARs.
+    NormalNc,
 }
 
 /// Stage-1 data access permissions of a mapping (descriptor AP\[2:1\], Arm ARM
@@ -101,8 +104,9 @@ impl Perm {
     }
 }
 
-/// MAIR_EL1: index 0 Normal WB RA/WA (0xff), index 1 Device-nGnRE (0x04).
-pub const MAIR: u64 = 0xff | (0x04 << 8);
+/// MAIR_EL1: index 0 Normal WB RA/WA (0xff), index 1 Device-nGnRE (0x04),
+/// index 2 Normal non-cacheable (0x44).
+pub const MAIR: u64 = 0xff | (0x04 << 8) | (0x44 << 16);
 
 const POOL_SIZE: usize = 8 * 0x1_0000;
 
@@ -216,6 +220,7 @@ impl Tables {
                 let lo = match attr {
                     Attr::Normal => 0b11 << 8, // AttrIndx 0, inner shareable
                     Attr::Device => (1 << 2) | (1 << 53) | (1 << 54),
+                    Attr::NormalNc => (2 << 2) | (0b10 << 8) | (1 << 53) | (1 << 54),
                 } | (1 << 10)
                     | (perm.ap() << 6);
                 let kind = if level == 3 { 0b11 } else { 0b01 };

@@ -13,7 +13,7 @@
 use crate::decode::{Base, Op};
 use crate::mem::{GuestRam, MmioBus};
 use crate::regs::{Reg, VcpuRegs};
-use crate::stage1::{El, Stage1Regs};
+use crate::stage1::{El, LazyStage1};
 
 use super::{EmulateError, Emulator, Outcome, PSTATE_NRW, consistent, decode_word, fetch};
 
@@ -79,8 +79,9 @@ impl Emulator {
             _ => return None,
         };
         let pc = regs.get(Reg::Pc).ok()?;
-        let s1 = Stage1Regs::read_with(regs, &mut self.pa_bits).ok()?;
-        let word = fetch(&s1, pc, el, ram).ok()?;
+        let mut s1 = LazyStage1::read(regs, &mut self.pa_bits).ok()?;
+        let word = fetch(s1.for_va(regs, pc, false).ok()?, pc, el, ram).ok()?;
+        let s1 = *s1.regs();
         let next = decode_word(word).ok()?;
         if !matches!(next.op, Op::StoreExclusive { .. }) || !consistent(&next) {
             return None;

@@ -58,7 +58,7 @@ use alloc::vec::Vec;
 use crate::decode::{Base, Class, Insn, Offset, Op, RegSlot, Unsupported, VecWrite, Writeback};
 use crate::mem::{BusError, GuestRam, MemError, MmioBus};
 use crate::regs::{Reg, RegError, SysReg, VcpuRegs};
-use crate::stage1::{self, AccessKind, El, SCTLR_DZE, Stage1Fault, Stage1Regs};
+use crate::stage1::{self, AccessKind, El, LazyStage1, SCTLR_DZE, Stage1Fault, Stage1Regs};
 
 use self::access::mask;
 use self::exclusive::Monitor;
@@ -506,14 +506,16 @@ impl Emulator {
                 });
             }
         };
-        let mut s1 = Stage1Regs::read_with(c.regs, &mut self.pa_bits)?;
-        s1.pan = pstate & PSTATE_PAN != 0;
+        // TTBR0/TTBR1 and MAIR are read only when an address needs them
+        // (docs/performance.md, "The per-exit floor").
+        let mut s1 = LazyStage1::read(c.regs, &mut self.pa_bits)?;
+        s1.set_pan(pstate & PSTATE_PAN != 0);
 
         let decoded;
         let insn = match given {
             Some(i) => i,
             None => {
-                let word = fetch(&s1, pc, el, ram)?;
+                let word = fetch(s1.for_va(c.regs, pc, false)?, pc, el, ram)?;
                 match decode_word(word) {
                     Ok(i) => {
                         decoded = i;
@@ -547,7 +549,7 @@ impl Emulator {
         } else {
             el
         };
-        let big = s1.big_endian(el);
+        let big = s1.regs().big_endian(el);
         let sp_reg = if el == El::El1 && pstate & PSTATE_SP != 0 {
             Reg::SpEl1
         } else {
@@ -579,7 +581,10 @@ impl Emulator {
             // DCZID_EL0.DZP, or EL0 with SCTLR_EL1.DZE = 0: the instruction is
             // not permitted (UNDEFINED / trapped), which we do not synthesise.
             let bs = dczid & 0xf;
-            if dczid & (1 << 4) != 0 || bs > 9 || (el == El::El0 && s1.sctlr & SCTLR_DZE == 0) {
+            if dczid & (1 << 4) != 0
+                || bs > 9
+                || (el == El::El0 && s1.regs().sctlr & SCTLR_DZE == 0)
+            {
                 return Ok(unsupported(UnsupportedReason::DcZvaProhibited { dczid }));
             }
             spec = spec.with_zva_block(4u64 << bs);
@@ -599,8 +604,17 @@ impl Emulator {
             spec = spec.with_lse2(lse2);
         }
 
+        // The stage-1 registers of the data access: the TTBR of each half the
+        // first and last byte are in, and MAIR_EL1 only when the memory type
+        // can change the outcome (plan::needs_mem_type).
+        let wide_bus = fault_ipa.is_none_or(|f| bus.max_access_size(f) > 8);
+        let need_type = plan::needs_mem_type(insn, addr, wide_bus);
+        let last = addr.wrapping_add(insn.elements.total_bytes().saturating_sub(1));
+        s1.for_va(c.regs, addr, need_type)?;
+        s1.for_va(c.regs, last, need_type)?;
+
         // Plan: check and translate every piece before any side effect.
-        let p = match plan::plan(&s1, insn, &spec, ram, bus) {
+        let p = match plan::plan(s1.regs(), insn, &spec, ram, bus) {
             Ok(p) => p,
             Err(f) => return Ok(Outcome::GuestFault(f)),
         };

@@ -455,6 +455,33 @@ fn required_alignment_ok(s1: &Stage1Regs, insn: &Insn, spec: &AccessSpec) -> boo
 /// acquire/release access may pass [`required_alignment_ok`], and is then
 /// unaligned for the Device memory check (pseudocode `IsAligned(address,
 /// size)` over the whole access).
+/// Whether the memory type of `insn`'s access at `addr` can change the
+/// outcome, so that the emulator has to read MAIR_EL1 (with the MMU on):
+///
+/// * DC ZVA (an Alignment fault on Device memory whatever the address);
+/// * an element that is not aligned to its size, or an instruction whose own
+///   alignment requirement the address misses (the Device alignment fault,
+///   FEAT_LSE2's rules);
+/// * more than one element: whether the type permits gathering decides how
+///   the bus sees them (docs/emulator.md, "Gathering");
+/// * one element wider than 8 bytes, when `wide_bus` (the device takes
+///   accesses of more than 8 bytes, [`MmioBus::max_access_size`]): gathered
+///   into one access or split into 8-byte ones.
+///
+/// Otherwise (one aligned element that the bus sees as the same accesses on
+/// every type) the answer is `false`. It only decides which registers are
+/// read: MAIR_EL1 left unread reads as 0, Device-nGnRnE, the strictest type,
+/// for which the outcome is then the same.
+pub fn needs_mem_type(insn: &Insn, addr: u64, wide_bus: bool) -> bool {
+    if insn.op == Op::ZeroBlock || insn.elements.len() != 1 || !whole_aligned(insn, addr) {
+        return true;
+    }
+    insn.elements.as_slice().iter().any(|e| {
+        let size = u64::from(e.size.max(1));
+        (e.size > 8 && wide_bus) || !addr.wrapping_add(u64::from(e.offset)).is_multiple_of(size)
+    })
+}
+
 fn whole_aligned(insn: &Insn, addr: u64) -> bool {
     addr.is_multiple_of(u64::from(insn.align.max(1)))
 }
