@@ -148,12 +148,12 @@ impl NisvEmulator for KvmNisvEmulator {
     ) -> Result<Outcome, EmulateError> {
         // The PC read is free: the VMM's per-exit register cache keeps it for
         // the emulator.
-        let go = match &mut self.run_ahead {
+        let (go, pc) = match &mut self.run_ahead {
             Some(st) => {
                 let pc = regs.get(Reg::Pc)?;
-                st.trigger.should_run_ahead(pc, now_micros())
+                (st.trigger.should_run_ahead(pc, now_micros()), pc)
             }
-            None => false,
+            None => (false, 0),
         };
         let r = match &mut self.run_ahead {
             Some(st) if go => {
@@ -178,6 +178,12 @@ impl NisvEmulator for KvmNisvEmulator {
                 .inner
                 .emulate(&mut regs, &ram, &mut bus, Some(fault_ipa))?,
         };
+        if let Some(st) = &mut self.run_ahead {
+            // The loop window counts the guest's time between two exits at
+            // this PC, not the emulation's (milliseconds for a 64-element
+            // LD1 on the emulated host).
+            st.trigger.exit_handled(pc, now_micros());
+        }
         if matches!(r, Outcome::GuestFault(_) | Outcome::NoDevice { .. }) {
             // The guest takes an exception: like CLREX, it clears the monitor.
             self.inner.clear_monitor();

@@ -745,4 +745,20 @@ impl RunAheadTrigger {
         }
         hit
     }
+
+    /// Record that the exit at `pc` was handled at `now_micros` (the guest
+    /// runs again). Optional: without it the window runs from the start of
+    /// the previous exit at `pc`, so it also counts the VMM's handling of that
+    /// exit; with it the window is the guest's own time between the two exits.
+    /// Call it when handling can take a sizeable part of the window (a
+    /// 64-element `ld1` on a slow or emulated host takes milliseconds).
+    pub fn exit_handled(&mut self, pc: u64, now_micros: u64) {
+        if let Some(e) = self
+            .recent
+            .iter_mut()
+            .find(|e| matches!(e, Some((p, _)) if *p == pc))
+        {
+            *e = Some((pc, now_micros));
+        }
+    }
 }

@@ -298,7 +298,8 @@ fn measure(case: &Case, mmu: Mmu, cached: bool) -> Option<(CountingRegs<Register
         out
     } else {
         counting.get(Reg::Pc).unwrap();
-        emu.emulate(&mut counting, &ram, &mut bus, fault_ipa).unwrap()
+        emu.emulate(&mut counting, &ram, &mut bus, fault_ipa)
+            .unwrap()
     };
     matches!(out, Outcome::Emulated { .. }).then_some((counting, out))
 }

@@ -501,6 +501,17 @@ fn the_trigger_fires_on_a_repeated_pc_within_the_window() {
     assert!(t.should_run_ahead(0x5000, 620));
     let mut a = RunAheadTrigger::always();
     assert!(a.should_run_ahead(1, 0));
+    // exit_handled restarts the window when handling ends: an exit that took
+    // longer than the window to handle is still followed by a hit.
+    let mut t = RunAheadTrigger::repeat_within(100);
+    assert!(!t.should_run_ahead(0x1000, 0));
+    t.exit_handled(0x1000, 3000);
+    assert!(t.should_run_ahead(0x1000, 3050));
+    t.exit_handled(0x1000, 6000);
+    assert!(!t.should_run_ahead(0x1000, 6200), "guest took too long");
+    // Unknown PCs are ignored.
+    t.exit_handled(0x9000, 6300);
+    assert!(!t.should_run_ahead(0x9000, 6310));
 }
 
 /// Random programs mixing integer instructions, device loads/stores on two

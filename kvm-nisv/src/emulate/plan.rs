@@ -34,8 +34,8 @@ use alloc::vec::Vec;
 use crate::decode::{Extend, Insn, Offset, Op};
 use crate::mem::{GuestRam, MmioBus};
 use crate::stage1::{
-    self, AccessKind, DescUpdate, El, FaultKind, MemType, SCTLR_A, Stage1Fault, Stage1Regs,
-    Translation,
+    self, AccessKind, DescUpdate, DeviceKind, El, FaultKind, MemType, SCTLR_A, Stage1Fault,
+    Stage1Regs, Translation,
 };
 
 use super::GuestFault;
@@ -75,6 +75,87 @@ pub struct Piece {
     pub mem: MemType,
 }
 
+impl Piece {
+    /// A placeholder for unused inline slots of [`Pieces`].
+    const EMPTY: Piece = Piece {
+        off: 0,
+        len: 0,
+        va: 0,
+        ipa: 0,
+        target: Target::Ram,
+        mem: MemType::Device(DeviceKind::NGnRnE),
+    };
+}
+
+/// The pieces of one element: a list that holds up to two pieces (one page,
+/// or the two sides of a page boundary: every element but one that mixes RAM
+/// and device bytes inside a page) without a heap allocation. It dereferences
+/// to `[Piece]`.
+#[derive(Clone, Debug)]
+pub struct Pieces {
+    inline: [Piece; 2],
+    len: u8,
+    /// All the pieces once there are more than two.
+    spill: Vec<Piece>,
+}
+
+impl Pieces {
+    /// An empty list.
+    pub const fn new() -> Self {
+        Pieces {
+            inline: [Piece::EMPTY; 2],
+            len: 0,
+            spill: Vec::new(),
+        }
+    }
+
+    /// Append a piece.
+    pub fn push(&mut self, p: Piece) {
+        if self.spill.is_empty() {
+            if let Some(slot) = self.inline.get_mut(usize::from(self.len)) {
+                *slot = p;
+                self.len += 1;
+                return;
+            }
+            self.spill.extend_from_slice(&self.inline);
+        }
+        self.spill.push(p);
+    }
+}
+
+impl Default for Pieces {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl core::ops::Deref for Pieces {
+    type Target = [Piece];
+    fn deref(&self) -> &[Piece] {
+        if self.spill.is_empty() {
+            self.inline.get(..usize::from(self.len)).unwrap_or(&[])
+        } else {
+            &self.spill
+        }
+    }
+}
+
+impl PartialEq for Pieces {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Pieces {}
+
+impl<'a> IntoIterator for &'a Pieces {
+    type Item = &'a Piece;
+    type IntoIter = core::slice::Iter<'a, Piece>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
 /// All the pieces of one element (or of the DC ZVA block).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -85,7 +166,7 @@ pub struct ElemPlan {
     pub size: usize,
     /// The pieces, at increasing offsets. Complete (covering `size` bytes)
     /// when the plan has no problem.
-    pub pieces: Vec<Piece>,
+    pub pieces: Pieces,
 }
 
 /// The first problem the planner found, in architectural order.
@@ -282,6 +363,8 @@ pub fn plan<M: GuestRam + ?Sized, B: MmioBus + ?Sized>(
     let whole = zva || whole_aligned(insn, addr);
     // Translations made for this instruction (one access kind, one EL).
     let mut walks = Walks::default();
+    // Runs of one translation's bytes by target (reused: no allocation per element).
+    let mut runs: Vec<(usize, usize, Target)> = Vec::new();
     for &(va, size) in &accesses {
         let aligned = va % (size.max(1) as u64) == 0 && whole;
         if strict_align && va % (size.max(1) as u64) != 0 && p.problem.is_none() {
@@ -290,7 +373,7 @@ pub fn plan<M: GuestRam + ?Sized, B: MmioBus + ?Sized>(
         let mut elem = ElemPlan {
             va,
             size,
-            pieces: Vec::new(),
+            pieces: Pieces::new(),
         };
         let mut off = 0usize;
         while off < size {
@@ -336,7 +419,7 @@ pub fn plan<M: GuestRam + ?Sized, B: MmioBus + ?Sized>(
                     ram.is_ram(a, l)
                 }
             };
-            let mut runs: Vec<(usize, usize, Target)> = Vec::new();
+            runs.clear();
             if ram_ok(t.ipa, len) {
                 runs.push((0, len, Target::Ram));
             } else if bus.contains(t.ipa, len) {
@@ -363,7 +446,7 @@ pub fn plan<M: GuestRam + ?Sized, B: MmioBus + ?Sized>(
                     }
                 }
             }
-            for (roff, rlen, target) in runs {
+            for &(roff, rlen, target) in &runs {
                 elem.pieces.push(Piece {
                     off: off + roff,
                     len: rlen,
@@ -450,11 +533,6 @@ fn required_alignment_ok(s1: &Stage1Regs, insn: &Insn, spec: &AccessSpec) -> boo
     }
 }
 
-/// Whether the whole access is aligned to the instruction's own alignment
-/// (`Insn::align`): with FEAT_LSE2 an unaligned exclusive, atomic or
-/// acquire/release access may pass [`required_alignment_ok`], and is then
-/// unaligned for the Device memory check (pseudocode `IsAligned(address,
-/// size)` over the whole access).
 /// Whether the memory type of `insn`'s access at `addr` can change the
 /// outcome, so that the emulator has to read MAIR_EL1 (with the MMU on):
 ///
@@ -482,6 +560,11 @@ pub fn needs_mem_type(insn: &Insn, addr: u64, wide_bus: bool) -> bool {
     })
 }
 
+/// Whether the whole access is aligned to the instruction's own alignment
+/// (`Insn::align`): with FEAT_LSE2 an unaligned exclusive, atomic or
+/// acquire/release access may pass [`required_alignment_ok`], and is then
+/// unaligned for the Device memory check (pseudocode `IsAligned(address,
+/// size)` over the whole access).
 fn whole_aligned(insn: &Insn, addr: u64) -> bool {
     addr.is_multiple_of(u64::from(insn.align.max(1)))
 }
