@@ -306,28 +306,14 @@ impl Stage1Regs {
         regs: &mut R,
         pa_bits: &mut Option<u8>,
     ) -> Result<Self, RegError> {
-        let sctlr = regs.get(Reg::Sys(SysReg::SctlrEl1))?;
-        let mut s = Stage1Regs {
-            sctlr,
-            pa_bits: pa_bits.unwrap_or(52),
-            ..Default::default()
-        };
-        if sctlr & SCTLR_M == 0 {
-            return Ok(s);
+        // SCTLR_EL1, TCR_EL1 and ID_AA64MMFR0_EL1 as LazyStage1 reads them,
+        // then both TTBRs and MAIR_EL1.
+        let mut l = LazyStage1::read(regs, pa_bits)?;
+        if l.regs().mmu_on() {
+            l.for_va(regs, 0, true)?;
+            l.for_va(regs, 1 << 55, false)?;
         }
-        s.tcr = regs.get(Reg::Sys(SysReg::TcrEl1))?;
-        s.ttbr0 = regs.get(Reg::Sys(SysReg::Ttbr0El1))?;
-        s.ttbr1 = regs.get(Reg::Sys(SysReg::Ttbr1El1))?;
-        s.mair = regs.get(Reg::Sys(SysReg::MairEl1))?;
-        s.pa_bits = match *pa_bits {
-            Some(b) => b,
-            None => {
-                let b = parange_bits(regs.get(Reg::Sys(SysReg::IdAa64mmfr0El1))?);
-                *pa_bits = Some(b);
-                b
-            }
-        };
-        Ok(s)
+        Ok(*l.regs())
     }
 
     /// Whether the stage-1 MMU is on (SCTLR_EL1.M).
