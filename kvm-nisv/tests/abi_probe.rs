@@ -13,20 +13,20 @@
 #![cfg(all(target_arch = "aarch64", feature = "kvm-ioctls"))]
 #![allow(clippy::undocumented_unsafe_blocks)]
 
+mod kvm_common;
+
 use std::os::fd::AsRawFd;
 
-use kvm_bindings::{kvm_userspace_memory_region, kvm_vcpu_init};
-use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
+use kvm_bindings::kvm_userspace_memory_region;
+use kvm_common::{RAM_BASE, TestVm};
+use kvm_ioctls::{Kvm, VcpuExit, VcpuFd};
 use kvm_nisv::cap::Cap;
 use kvm_nisv::dczid;
 use kvm_nisv::exit::{ArmAbortExit, KVM_EXIT_ARM_NISV};
 use kvm_nisv::kvm_ioctls::{ExtDabtInjector, KvmNisvCaps, VmFdNisvExt};
 use kvm_nisv::regs::{Reg, SysReg, VcpuRegs};
 
-const RAM_BASE: u64 = 0x8000_0000;
-const RAM_SIZE: usize = 2 << 20;
 const HOLE: u64 = 0x1000_0000;
-const PSTATE_EL1H_DAIF: u64 = 0x3c5;
 const IPA_BITS: u32 = 40;
 /// `KVM_CAP_ARM_VM_IPA_SIZE`: the host's maximum IPA size in bits.
 const KVM_CAP_ARM_VM_IPA_SIZE: u32 = kvm_nisv_sys::KVM_CAP_ARM_VM_IPA_SIZE;
@@ -51,11 +51,19 @@ fn record(key: &str, value: impl std::fmt::Display) {
     println!("@@abi {key} {value}");
 }
 
-struct Guest {
-    _kvm: Kvm,
-    vm: VmFd,
-    vcpu: VcpuFd,
-    ram: *mut u8,
+struct Guest(TestVm);
+
+impl std::ops::Deref for Guest {
+    type Target = TestVm;
+    fn deref(&self) -> &TestVm {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Guest {
+    fn deref_mut(&mut self) -> &mut TestVm {
+        &mut self.0
+    }
 }
 
 impl Guest {
@@ -64,57 +72,11 @@ impl Guest {
     }
 
     fn with_ipa(code: &[(u64, u32)], enable_nisv: bool, ipa_bits: u32) -> Guest {
-        let kvm = Kvm::new().expect("open /dev/kvm");
-        let vm = kvm
-            .create_vm_with_ipa_size(ipa_bits)
-            .expect("KVM_CREATE_VM");
-        if enable_nisv {
-            vm.enable_nisv_to_user()
-                .expect("enable KVM_CAP_ARM_NISV_TO_USER");
-        }
-        let ram = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                RAM_SIZE,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
-            )
-        };
-        assert_ne!(ram, libc::MAP_FAILED);
-        let ram = ram.cast::<u8>();
-        for &(off, word) in code {
-            assert!(off as usize + 4 <= RAM_SIZE);
-            unsafe {
-                ram.add(off as usize)
-                    .cast::<u32>()
-                    .write_unaligned(word.to_le())
-            };
-        }
-        let region = kvm_userspace_memory_region {
-            slot: 0,
-            guest_phys_addr: RAM_BASE,
-            memory_size: RAM_SIZE as u64,
-            userspace_addr: ram as u64,
-            flags: 0,
-        };
-        unsafe { vm.set_user_memory_region(region) }.expect("KVM_SET_USER_MEMORY_REGION");
-        let mut vcpu = vm.create_vcpu(0).expect("KVM_CREATE_VCPU");
-        let mut kvi = kvm_vcpu_init::default();
-        vm.get_preferred_target(&mut kvi)
-            .expect("KVM_ARM_PREFERRED_TARGET");
-        vcpu.vcpu_init(&kvi).expect("KVM_ARM_VCPU_INIT");
-        vcpu.set(Reg::Pc, RAM_BASE).unwrap();
-        vcpu.set(Reg::Pstate, PSTATE_EL1H_DAIF).unwrap();
-        vcpu.set(Reg::Sys(SysReg::VbarEl1), RAM_BASE + VBAR_OFF)
+        let mut t = TestVm::new(code, enable_nisv, ipa_bits);
+        t.vcpu
+            .set(Reg::Sys(SysReg::VbarEl1), RAM_BASE + VBAR_OFF)
             .unwrap();
-        Guest {
-            _kvm: kvm,
-            vm,
-            vcpu,
-            ram,
-        }
+        Guest(t)
     }
 
     /// Run until an exit that is not EINTR.
@@ -142,12 +104,6 @@ impl Guest {
 
     fn pc(&mut self) -> u64 {
         self.vcpu.get(Reg::Pc).unwrap()
-    }
-}
-
-impl Drop for Guest {
-    fn drop(&mut self) {
-        unsafe { libc::munmap(self.ram.cast(), RAM_SIZE) };
     }
 }
 

@@ -14,10 +14,12 @@
 #![cfg(all(target_arch = "aarch64", feature = "kvm-ioctls"))]
 #![allow(clippy::undocumented_unsafe_blocks)]
 
+mod kvm_common;
+
 use std::os::fd::{AsRawFd, BorrowedFd};
 
-use kvm_bindings::{kvm_userspace_memory_region, kvm_vcpu_init};
-use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
+use kvm_common::{PSTATE_EL1H_DAIF, RAM_BASE, TestVm};
+use kvm_ioctls::{Kvm, VcpuExit};
 use kvm_nisv::cap::{self, Cap, CapError, Support};
 use kvm_nisv::dczid::{self, DczidSource};
 use kvm_nisv::esr::{Dfsc, Esr, ExceptionClass};
@@ -34,13 +36,9 @@ fn fd<T: AsRawFd>(t: &T) -> BorrowedFd<'_> {
     unsafe { BorrowedFd::borrow_raw(t.as_raw_fd()) }
 }
 
-const RAM_BASE: u64 = 0x8000_0000;
-const RAM_SIZE: usize = 2 << 20;
 /// No memslot here: every access is a stage-2 translation fault that KVM
 /// hands to userspace (MMIO or NISV).
 const HOLE: u64 = 0x1000_0000;
-/// PSTATE: EL1h (M = 0b0101) with D, A, I, F masked.
-const PSTATE_EL1H_DAIF: u64 = 0x3c5;
 /// The IPA size every test VM asks for (KVM_VM_TYPE_ARM_IPA_SIZE): what the
 /// addresses above need, and KVM's default for VM type 0. Not the host maximum
 /// (kvm-ioctls' `create_vm()`): a 52-bit VM never runs on the emulated 16 KiB-page
@@ -110,71 +108,27 @@ const MRS_X7_FAR_EL1: u32 = 0xd538_6007; // mrs x7, far_el1
 const STP_X6_X7_X8: u32 = 0xa900_1d06; // stp x6, x7, [x8]
 const STR_X6_X9: u32 = 0xf900_0126; // str x6, [x9]
 
-struct Guest {
-    _kvm: Kvm,
-    vm: VmFd,
-    vcpu: VcpuFd,
-    ram: *mut u8,
+struct Guest(TestVm);
+
+impl std::ops::Deref for Guest {
+    type Target = TestVm;
+    fn deref(&self) -> &TestVm {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Guest {
+    fn deref_mut(&mut self) -> &mut TestVm {
+        &mut self.0
+    }
 }
 
 impl Guest {
     /// A VM with RAM at RAM_BASE holding `code` at offset 0, one vCPU at
     /// EL1h with PC = RAM_BASE. `enable_nisv` enables the capability first.
     fn new(code: &[(u64, u32)], enable_nisv: bool) -> Guest {
-        let kvm = Kvm::new().expect("open /dev/kvm");
-        let vm = kvm
-            .create_vm_with_ipa_size(IPA_BITS)
-            .expect("KVM_CREATE_VM");
-        if enable_nisv {
-            vm.enable_nisv_to_user()
-                .expect("enable KVM_CAP_ARM_NISV_TO_USER");
-        }
-        let ram = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                RAM_SIZE,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
-            )
-        };
-        assert_ne!(ram, libc::MAP_FAILED);
-        let ram = ram.cast::<u8>();
-        for &(off, word) in code {
-            assert!(off as usize + 4 <= RAM_SIZE);
-            unsafe {
-                ram.add(off as usize)
-                    .cast::<u32>()
-                    .write_unaligned(word.to_le())
-            };
-        }
-        let region = kvm_userspace_memory_region {
-            slot: 0,
-            guest_phys_addr: RAM_BASE,
-            memory_size: RAM_SIZE as u64,
-            userspace_addr: ram as u64,
-            flags: 0,
-        };
-        unsafe { vm.set_user_memory_region(region) }.expect("KVM_SET_USER_MEMORY_REGION");
-        let mut vcpu = vm.create_vcpu(0).expect("KVM_CREATE_VCPU");
-        let mut kvi = kvm_vcpu_init::default();
-        vm.get_preferred_target(&mut kvi)
-            .expect("KVM_ARM_PREFERRED_TARGET");
-        vcpu.vcpu_init(&kvi).expect("KVM_ARM_VCPU_INIT");
-        vcpu.set(Reg::Pc, RAM_BASE).unwrap();
-        vcpu.set(Reg::Pstate, PSTATE_EL1H_DAIF).unwrap();
-        Guest {
-            _kvm: kvm,
-            vm,
-            vcpu,
-            ram,
-        }
-    }
-
-    fn ram_u64(&self, off: usize) -> u64 {
-        assert!(off + 8 <= RAM_SIZE);
-        u64::from_le(unsafe { self.ram.add(off).cast::<u64>().read_unaligned() })
+        let t = TestVm::new(code, enable_nisv, IPA_BITS);
+        Guest(t)
     }
 
     /// Run until the next exit that is not EINTR; returns the exit reason
@@ -192,12 +146,6 @@ impl Guest {
                 Err(e) => Err(e),
             };
         }
-    }
-}
-
-impl Drop for Guest {
-    fn drop(&mut self) {
-        unsafe { libc::munmap(self.ram.cast(), RAM_SIZE) };
     }
 }
 
