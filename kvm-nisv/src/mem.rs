@@ -66,6 +66,11 @@ pub trait GuestRam {
     /// Write `buf` to guest RAM starting at `ipa`. Fails if any byte is not RAM.
     fn write(&self, ipa: u64, buf: &[u8]) -> Result<(), MemError>;
     /// Whether every byte of `[ipa, ipa + len)` is RAM.
+    ///
+    /// `true` for a range must mean `true` for each of its sub-ranges (the
+    /// planner asks once for the span of an instruction's bytes in a page,
+    /// and only asks per element when that fails); the same holds for
+    /// [`GuestRam::is_writable`].
     fn is_ram(&self, ipa: u64, len: usize) -> bool;
     /// Whether every byte of `[ipa, ipa + len)` is RAM the guest may write.
     ///
@@ -160,7 +165,10 @@ pub trait MmioBus {
     /// makes any access, so that an instruction whose target has no device
     /// leaves the guest unchanged. It must agree with [`MmioBus::read`] and
     /// [`MmioBus::write`]: an access inside a range reported here must not
-    /// fail with [`BusError::NoDevice`].
+    /// fail with [`BusError::NoDevice`]. `true` means one device claims the
+    /// whole range (the emulator may gather accesses anywhere inside it into
+    /// one), and so every sub-range: the emulator asks once for a span of
+    /// contiguous elements and per element only when that fails.
     fn contains(&self, ipa: u64, len: usize) -> bool;
     /// The widest single access, in bytes, the device claiming `ipa` accepts
     /// when the guest's memory type lets the emulator gather accesses (Normal

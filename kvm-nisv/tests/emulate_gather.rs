@@ -746,3 +746,109 @@ fn single_copy_atomic_pairs_are_one_access_on_non_gathering_device() {
         ]
     );
 }
+
+/// A bus that counts `MmioBus::contains` questions.
+struct AskedBus<'a> {
+    bus: &'a mut VecBus,
+    asked: Cell<u64>,
+}
+
+impl kvm_nisv::mem::MmioBus for AskedBus<'_> {
+    fn read(&mut self, ipa: u64, data: &mut [u8]) -> Result<(), kvm_nisv::mem::BusError> {
+        self.bus.read(ipa, data)
+    }
+    fn write(&mut self, ipa: u64, data: &[u8]) -> Result<(), kvm_nisv::mem::BusError> {
+        self.bus.write(ipa, data)
+    }
+    fn contains(&self, ipa: u64, len: usize) -> bool {
+        self.asked.set(self.asked.get() + 1);
+        self.bus.contains(ipa, len)
+    }
+    fn max_access_size(&self, _ipa: u64) -> usize {
+        64
+    }
+}
+
+/// `ld1 {v0.16b-v3.16b}` through a Normal mapping of a device page, with the
+/// bus counting its `contains` questions: returns (questions, bus log, v0..v3).
+fn ld1_asking(e: &mut Env, addr: u64) -> (u64, Vec<BusAccess>, Vec<u8>) {
+    e.ram.ram.write(CODE, &LD1_4X16B.to_le_bytes()).unwrap();
+    e.regs.pc = CODE;
+    e.regs.x[1] = addr;
+    e.bus.clear_log();
+    let mut bus = AskedBus {
+        bus: &mut e.bus,
+        asked: Cell::new(0),
+    };
+    let out = Emulator::new().emulate(&mut e.regs, &e.ram, &mut bus, None);
+    assert!(matches!(out, Ok(Outcome::Emulated { .. })), "{out:?}");
+    let asked = bus.asked.get();
+    let v = (0..4).flat_map(|i| e.regs.v[i].to_le_bytes()).collect();
+    (asked, e.bus.log().to_vec(), v)
+}
+
+#[test]
+fn the_bus_is_asked_once_per_span_not_once_per_element() {
+    // 64 one-byte elements on one device, in one page: the planner asks
+    // whether the whole span is one device's once, and merging the 64
+    // pieces into one gathered read needs no further question.
+    let mut e = env(Mem::Dev(0));
+    let (asked, log, v) = ld1_asking(&mut e, DEV_VA + 0x100);
+    assert_eq!(log, [BusAccess::read(DEV_IPA + 0x100, 64)]);
+    assert_eq!(v, pattern(2 * PAGE as usize)[0x100..0x140]);
+    assert!(asked <= 2, "{asked} contains() calls for one span");
+    // Across a page boundary: one question per page, two reads.
+    let (asked, log, v) = ld1_asking(&mut e, DEV_VA + PAGE - 0x20);
+    assert_eq!(
+        log,
+        [
+            BusAccess::read(DEV_IPA + PAGE - 0x20, 32),
+            BusAccess::read(DEV_IPA + PAGE, 32)
+        ]
+    );
+    let p = PAGE as usize;
+    assert_eq!(v, pattern(2 * p)[p - 0x20..p + 0x20]);
+    assert!(asked <= 4, "{asked} contains() calls for two spans");
+}
+
+#[test]
+fn a_span_mixing_ram_and_a_device_inside_one_page_is_split_per_byte() {
+    // A memslot ending in the middle of a page, a device right after it, the
+    // page mapped Normal: `ld1` over the boundary reads 32 bytes from RAM and
+    // 32 from the device (one gathered read); `st1` writes them back the
+    // same way. The whole-span question fails and every piece is asked on its
+    // own, as before the span check.
+    const MIX_VA: u64 = 0x30_0000;
+    const MIX_IPA: u64 = 0x700_0000;
+    let mut e = env(Mem::Dev(0));
+    let mut p = pt::Pt::new(12, 25, 1, TABLES, TABLES_LEN);
+    p.map(CODE, CODE, 3, pt::AF | pt::AP_RO);
+    p.map(MIX_VA, MIX_IPA, 3, pt::AF | pt::attr(0));
+    let mut ram = p.ram;
+    assert!(ram.add_region(0, 0x2000));
+    assert!(ram.add_region(MIX_IPA, 0x800));
+    ram.write(MIX_IPA + 0x7e0, &[0x11; 0x20]).unwrap();
+    e.ram.ram = ram;
+    e.ram.root = p.root;
+    e.regs.set_sys(SysReg::Ttbr0El1, p.root);
+    e.bus = VecBus::new();
+    assert!(e.bus.add_window(MIX_IPA + 0x800, vec![0x22; 0x800]));
+    let (_, log, v) = ld1_asking(&mut e, MIX_VA + 0x7e0);
+    assert_eq!(log, [BusAccess::read(MIX_IPA + 0x800, 32)]);
+    let want: Vec<u8> = [[0x11u8; 32], [0x22u8; 32]].concat();
+    assert_eq!(v, want);
+    // st1 {v0.16b-v3.16b}, [x1] of a new pattern over the same boundary.
+    for (i, r) in e.regs.v.iter_mut().enumerate().take(4) {
+        *r = u128::from_le_bytes(core::array::from_fn(|b| (16 * i + b) as u8));
+    }
+    e.regs.x[1] = MIX_VA + 0x7e0;
+    e.bus.clear_log();
+    let out = emulate(&mut e, 0x4c00_2020, 64, None).unwrap();
+    assert!(matches!(out, Outcome::Emulated { .. }), "{out:?}");
+    assert_eq!(e.bus.log(), [BusAccess::write(MIX_IPA + 0x800, 32)]);
+    let mut got = [0u8; 32];
+    e.ram.ram.read(MIX_IPA + 0x7e0, &mut got).unwrap();
+    assert_eq!(got, core::array::from_fn::<u8, 32, _>(|b| b as u8));
+    let dev = &e.bus.window(MIX_IPA + 0x800).unwrap()[..32];
+    assert_eq!(dev, core::array::from_fn::<u8, 32, _>(|b| (32 + b) as u8));
+}

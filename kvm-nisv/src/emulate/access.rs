@@ -132,9 +132,13 @@ pub(crate) fn layout<B: MmioBus + ?Sized>(
         offsets: Vec::with_capacity(plans.len()),
         total: 0,
     };
-    for p in plans {
+    // Device bytes [lo, hi) one device was seen to claim as a whole, and the
+    // transfer start for which that look-ahead failed (see `claims`).
+    let mut claimed: Option<(u64, u64)> = None;
+    let mut unclaimed_from: Option<u64> = None;
+    for (i, p) in plans.iter().enumerate() {
         l.offsets.push(l.total);
-        for pc in &p.pieces {
+        for (j, pc) in p.pieces.iter().enumerate() {
             let buf = l.total + pc.off;
             let gather = pc.target == Target::Device && gathers(pc.mem);
             if pc.target == Target::Device
@@ -145,7 +149,13 @@ pub(crate) fn layout<B: MmioBus + ?Sized>(
                 && t.va.wrapping_add(t.len as u64) == pc.va
                 && t.ipa.wrapping_add(t.len as u64) == pc.ipa
                 && t.buf + t.len == buf
-                && bus.contains(t.ipa, t.len + pc.len)
+                && claims(
+                    bus,
+                    (t.ipa, t.len + pc.len),
+                    &mut claimed,
+                    &mut unclaimed_from,
+                    || device_run_end(plans, i, j),
+                )
             {
                 t.len += pc.len;
                 t.gather = t.gather && gather;
@@ -173,6 +183,56 @@ pub(crate) fn layout<B: MmioBus + ?Sized>(
         }
     }
     l
+}
+
+/// Whether one device claims the bytes `range` (start, length) extending a
+/// transfer that starts at `range.0`. The first time a transfer needs it, one
+/// [`MmioBus::contains`] asks for the whole run of contiguous device pieces
+/// ahead (`run_end`), remembered in `claimed` (every sub-range of a range one
+/// device claims is claimed by it), so that merging the 64 pieces of an `ld1`
+/// asks the bus once rather than 63 times; if that fails, each extension is
+/// asked on its own.
+fn claims<B: MmioBus + ?Sized>(
+    bus: &B,
+    (start, len): (u64, usize),
+    claimed: &mut Option<(u64, u64)>,
+    unclaimed_from: &mut Option<u64>,
+    run_end: impl FnOnce() -> Option<u64>,
+) -> bool {
+    let Some(end) = start.checked_add(len as u64) else {
+        return false;
+    };
+    if claimed.is_some_and(|(lo, hi)| lo <= start && end <= hi) {
+        return true;
+    }
+    if *unclaimed_from != Some(start)
+        && let Some(run_end) = run_end()
+        && run_end > end
+    {
+        if let Ok(run) = usize::try_from(run_end - start)
+            && bus.contains(start, run)
+        {
+            *claimed = Some((start, run_end));
+            return true;
+        }
+        *unclaimed_from = Some(start);
+    }
+    bus.contains(start, len)
+}
+
+/// The end IPA of the run of device pieces with contiguous IPAs that starts at
+/// piece `j` of element `i` (`None` past the end or on overflow).
+fn device_run_end(plans: &[ElemPlan], i: usize, j: usize) -> Option<u64> {
+    let mut end: Option<u64> = None;
+    let first = plans.get(i)?.pieces.get(j..)?.iter();
+    let rest = plans.get(i + 1..)?.iter().flat_map(|p| p.pieces.iter());
+    for pc in first.chain(rest) {
+        if pc.target != Target::Device || end.is_some_and(|e| e != pc.ipa) {
+            break;
+        }
+        end = Some(pc.ipa.checked_add(pc.len as u64)?);
+    }
+    end
 }
 
 /// Read every transfer of `l` into `buf`.

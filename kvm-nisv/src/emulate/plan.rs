@@ -357,14 +357,25 @@ pub fn plan<M: GuestRam + ?Sized, B: MmioBus + ?Sized>(
         kind,
         elements: Vec::with_capacity(accesses.len()),
         updates: Vec::new(),
-        ipas: Vec::new(),
+        ipas: Vec::with_capacity(2),
         problem: None,
     };
+    // The end of the instruction's bytes (the highest element end): how far a
+    // span of one translation is checked at once below.
+    let extent_end = accesses
+        .iter()
+        .map(|&(va, size)| va.wrapping_add(size as u64))
+        .max_by_key(|&end| end.wrapping_sub(addr))
+        .unwrap_or(addr);
     let whole = zva || whole_aligned(insn, addr);
     // Translations made for this instruction (one access kind, one EL).
     let mut walks = Walks::default();
     // Runs of one translation's bytes by target (reused: no allocation per element).
     let mut runs: Vec<(usize, usize, Target)> = Vec::new();
+    // IPA bytes [lo, hi) already seen to be wholly one target; and the last
+    // span for which that check failed (mixed targets: checked per piece).
+    let mut checked: Option<(u64, u64, Target)> = None;
+    let mut mixed: Option<(u64, u64)> = None;
     for &(va, size) in &accesses {
         let aligned = va % (size.max(1) as u64) == 0 && whole;
         if strict_align && va % (size.max(1) as u64) != 0 && p.problem.is_none() {
@@ -399,7 +410,10 @@ pub fn plan<M: GuestRam + ?Sized, B: MmioBus + ?Sized>(
             // Bytes left in this translation's page/block.
             let in_map = t.size - (pva & (t.size - 1));
             let len = (size - off).min(usize::try_from(in_map).unwrap_or(usize::MAX));
-            p.ipas.push((t.ipa, len));
+            match p.ipas.last_mut() {
+                Some((a, l)) if a.checked_add(*l as u64) == Some(t.ipa) => *l += len,
+                _ => p.ipas.push((t.ipa, len)),
+            }
             if p.problem.is_none() {
                 if t.mem.is_device() && (!aligned || zva) {
                     p.problem = Some(Problem::Fault(fault(pva, align_fault)));
@@ -420,7 +434,36 @@ pub fn plan<M: GuestRam + ?Sized, B: MmioBus + ?Sized>(
                 }
             };
             runs.clear();
-            if ram_ok(t.ipa, len) {
+            let end = t.ipa.checked_add(len as u64);
+            let within = |r: (u64, u64)| r.0 <= t.ipa && end.is_some_and(|e| e <= r.1);
+            // The rest of the instruction's bytes in this translation: one
+            // `is_ram`/`contains` for all of them (a range wholly RAM or wholly
+            // claimed by one device has every sub-range so), instead of one
+            // per element: `ld1 {v0.16b-v3.16b}` asks once, not 64 times.
+            let span = usize::try_from(extent_end.wrapping_sub(pva))
+                .unwrap_or(usize::MAX)
+                .min(usize::try_from(in_map).unwrap_or(usize::MAX))
+                .max(len);
+            let span_end = t.ipa.checked_add(span as u64);
+            if checked.is_none_or(|(lo, hi, _)| !within((lo, hi)))
+                && span > len
+                && let Some(span_end) = span_end
+                && mixed.is_none_or(|r| !within(r))
+            {
+                checked = if ram_ok(t.ipa, span) {
+                    Some((t.ipa, span_end, Target::Ram))
+                } else if bus.contains(t.ipa, span) {
+                    Some((t.ipa, span_end, Target::Device))
+                } else {
+                    mixed = Some((t.ipa, span_end));
+                    None
+                };
+            }
+            if let Some((lo, hi, target)) = checked
+                && within((lo, hi))
+            {
+                runs.push((0, len, target));
+            } else if ram_ok(t.ipa, len) {
                 runs.push((0, len, Target::Ram));
             } else if bus.contains(t.ipa, len) {
                 runs.push((0, len, Target::Device));
