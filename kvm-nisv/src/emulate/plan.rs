@@ -518,8 +518,10 @@ impl Walks {
     /// The translation of `va` if a walk already covered its page/block: the
     /// same descriptor with `va`'s offset in it. The descriptor update is not
     /// repeated (it was recorded with the walk).
+    #[inline]
     fn lookup(&self, va: u64) -> Option<(Translation, Option<Stage1Fault>)> {
-        self.done.iter().find_map(|&(wva, t, perm)| {
+        // Latest first: consecutive elements are usually in the last page.
+        self.done.iter().rev().find_map(|&(wva, t, perm)| {
             // `size` is a power of two (a page or block); VAs in the same
             // naturally aligned region, tag byte included, share the walk.
             let mask = !(t.size - 1);
