@@ -51,20 +51,8 @@ fn record(key: &str, value: impl std::fmt::Display) {
     println!("@@abi {key} {value}");
 }
 
-struct Guest(TestVm);
-
-impl std::ops::Deref for Guest {
-    type Target = TestVm;
-    fn deref(&self) -> &TestVm {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Guest {
-    fn deref_mut(&mut self) -> &mut TestVm {
-        &mut self.0
-    }
-}
+/// The common test VM, with this file's constructors and run helpers.
+type Guest = TestVm;
 
 impl Guest {
     fn new(code: &[(u64, u32)], enable_nisv: bool) -> Guest {
@@ -72,11 +60,11 @@ impl Guest {
     }
 
     fn with_ipa(code: &[(u64, u32)], enable_nisv: bool, ipa_bits: u32) -> Guest {
-        let mut t = TestVm::new(code, enable_nisv, ipa_bits);
+        let mut t = TestVm::create(code, enable_nisv, ipa_bits);
         t.vcpu
             .set(Reg::Sys(SysReg::VbarEl1), RAM_BASE + VBAR_OFF)
             .unwrap();
-        Guest(t)
+        t
     }
 
     /// Run until an exit that is not EINTR.

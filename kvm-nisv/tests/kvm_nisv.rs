@@ -108,27 +108,14 @@ const MRS_X7_FAR_EL1: u32 = 0xd538_6007; // mrs x7, far_el1
 const STP_X6_X7_X8: u32 = 0xa900_1d06; // stp x6, x7, [x8]
 const STR_X6_X9: u32 = 0xf900_0126; // str x6, [x9]
 
-struct Guest(TestVm);
-
-impl std::ops::Deref for Guest {
-    type Target = TestVm;
-    fn deref(&self) -> &TestVm {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Guest {
-    fn deref_mut(&mut self) -> &mut TestVm {
-        &mut self.0
-    }
-}
+/// The common test VM, with this file's constructors and run helpers.
+type Guest = TestVm;
 
 impl Guest {
     /// A VM with RAM at RAM_BASE holding `code` at offset 0, one vCPU at
     /// EL1h with PC = RAM_BASE. `enable_nisv` enables the capability first.
     fn new(code: &[(u64, u32)], enable_nisv: bool) -> Guest {
-        let t = TestVm::new(code, enable_nisv, IPA_BITS);
-        Guest(t)
+        TestVm::create(code, enable_nisv, IPA_BITS)
     }
 
     /// Run until the next exit that is not EINTR; returns the exit reason

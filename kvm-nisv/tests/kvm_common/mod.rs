@@ -31,7 +31,7 @@ impl TestVm {
     /// A VM with an `ipa_bits` IPA space and RAM holding `code`
     /// (`(offset, word)` pairs); `enable_nisv` enables
     /// KVM_CAP_ARM_NISV_TO_USER before the vCPU is created.
-    pub fn new(code: &[(u64, u32)], enable_nisv: bool, ipa_bits: u32) -> TestVm {
+    pub fn create(code: &[(u64, u32)], enable_nisv: bool, ipa_bits: u32) -> TestVm {
         let kvm = Kvm::new().expect("open /dev/kvm");
         let vm = kvm
             .create_vm_with_ipa_size(ipa_bits)
