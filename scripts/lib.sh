@@ -100,3 +100,25 @@ ensure_rust() {
         grep -qx "$t" <<<"$have" || rustup target add "$t" >&2
     done
 }
+
+# failure_digest LOG...: the lines of failed runs' logs that say what failed,
+# for the very end of a run's output (CI keeps only the end, and a step's last
+# lines are often a long table of passing tests). Picks a kernel's PROBLEM line,
+# FAILED or missing tests, a non-zero executable exit, a panic with the two
+# lines after it, compiler and cargo errors and kernel oopses; each line once,
+# at most 60 (then how many more the logs hold).
+failure_digest() {
+    awk '
+        function out(l,  k) {
+            k = l; gsub(/^[[:space:]]+|[[:space:]]+$/, "", k)
+            if (!(k in seen)) { seen[k] = 1; lines[n++] = l }
+        }
+        after > 0 { out($0); after--; next }
+        /panicked at/ { out($0); after = 2; next }
+        /[0-9]+ passed, [1-9][0-9]* failed|PROBLEM:|[[:space:]]FAILED([[:space:].,(:]|$)|^FAILED|[[:space:]]missing[[:space:]]*$|exit=([1-9]|timeout|signal)/ { out($0); next }
+        /(^|\] )error(\[E[0-9]+\])?:|Kernel panic|Unable to handle kernel|Internal error:|BUG:|timed out|zero tests ran/ { out($0) }
+        END {
+            for (i = 0; i < n && i < 60; i++) print lines[i]
+            if (n > 60) printf "(%d more lines in the log)\n", n - 60
+        }' "$@"
+}

@@ -126,8 +126,89 @@ fn test_line(
     }
 }
 
+/// Where a line of the kernel's log (printk's `[    9.797715] ` timestamp)
+/// starts in `line`, if it has one.
+fn kmsg_at(line: &str) -> Option<usize> {
+    let b = line.as_bytes();
+    let digits = |mut i: usize| {
+        let s = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        (i, i - s)
+    };
+    let mut from = 0;
+    while let Some(off) = line[from..].find('[') {
+        let start = from + off;
+        let mut i = start + 1;
+        while i < b.len() && b[i] == b' ' {
+            i += 1;
+        }
+        let (i, whole) = digits(i);
+        if whole > 0 && b.get(i) == Some(&b'.') {
+            let (j, frac) = digits(i + 1);
+            if frac == 6 && b.get(j) == Some(&b']') {
+                return Some(start);
+            }
+        }
+        from = start + 1;
+    }
+    None
+}
+
+/// The console's lines, with the kernel's messages taken out of the protocol
+/// lines they cut in two.
+///
+/// The init's output goes through the console tty; the kernel prints its
+/// messages straight to the same UART, so a message can land in the middle of
+/// a line the init or libtest is writing:
+///
+/// ```text
+/// test probe_without_the_capability ... [    9.797715] kvm [75]: Data abort ...
+/// ok
+/// @@kvm-nisv st[    5.701234] rcu: INFO: rcu_preempt detected stalls ...
+/// [    5.701240] ...
+/// art kernel=6.12.118+deb13-arm64 uptime=5.72 kvm=yes executables=31
+/// ```
+///
+/// When the part before a timestamp is the start of a marker or of a libtest
+/// `test ` line, the line continues after the message: the kernel's lines are
+/// dropped and the two parts joined. Any other line is left as it is (tests
+/// print kernel logs of their own, the Linux guest's for one).
+fn protocol_lines(log: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut carry: Option<String> = None;
+    for raw in log.lines() {
+        let raw = raw.trim_end_matches('\r');
+        match kmsg_at(raw) {
+            // A whole kernel line inside the interrupted one.
+            Some(0) if carry.is_some() => {}
+            Some(p) if p > 0 => {
+                let head = &raw[..p];
+                if carry.is_some() || head.contains(MARK) || head.trim_start().starts_with("test ")
+                {
+                    carry.get_or_insert_with(String::new).push_str(head);
+                } else {
+                    out.push(raw.to_string());
+                }
+            }
+            _ => match carry.take() {
+                Some(mut c) => {
+                    c.push_str(raw);
+                    out.push(c);
+                }
+                None => out.push(raw.to_string()),
+            },
+        }
+    }
+    out.extend(carry);
+    out
+}
+
 /// Parse one kernel's console log (`\r` already stripped or not).
 ///
+/// Kernel messages that cut a marker or a libtest line in two are taken out
+/// first (see `protocol_lines`).
 /// libtest's `test NAME ... RESULT` lines are attributed to the executable
 /// between the surrounding `begin`/`end` markers. If a test writes to the
 /// inherited stdout (a child process, `--nocapture`), the result word may come
@@ -140,8 +221,8 @@ pub fn parse_console(log: &str) -> Run {
     let mut exe: Option<String> = None;
     let mut pending: Option<String> = None;
     let mut exe_failed = false;
-    for raw in log.lines() {
-        let raw = raw.trim_end_matches('\r');
+    for raw in protocol_lines(log) {
+        let raw = raw.as_str();
         let (line, marker) = match raw.find(MARK) {
             Some(pos) => (&raw[..pos], Some(&raw[pos + MARK.len()..])),
             None => (raw, None),
@@ -406,6 +487,85 @@ test crashes ... @@kvm-nisv end kvm-nisv-vmm/guest_classes exit=signal-11 second
         assert_eq!(r.count(Status::Ignored), 1);
         assert_eq!(r.executables.len(), 3);
         assert_eq!(r.executables[1].1, "signal-11");
+    }
+
+    #[test]
+    fn kernel_messages_inside_protocol_lines() {
+        let log = "\
+@@kvm-nisv st[    5.701234] rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:
+[    5.701240] \t1-...!: (0 ticks this GP) idle=8a4c
+art kernel=6.12.118+deb13-arm64 uptime=5.72 kvm=yes executables=2
+@@kvm-nisv begin kvm-nisv/abi_probe
+test probe_without_the_capability ... [    9.797715] kvm [75]: Data abort outside memslots with no valid syndrome info
+ok
+test probe_with[   10.000001] kvm [75]: Data abort outside memslots with no valid syndrome info
+out_the_cap ... ok
+@@kvm-nisv end kvm-nisv/abi_probe exit=0 seconds=1.01
+@@kvm-nisv begin kvm-nisv-vmm/linux_guest
+@nisv dmesg [    0.000000] Booting Linux on physical CPU 0x0000000000 [0x000f0510]
+[    0.000000] Linux version 6.12 (the guest's own console)
+test boots ... ok
+@@kvm-nisv end kvm-nisv-vmm/linux_guest exit=0 seconds=2.00
+@@kvm-nisv done executables=2 sec[  366.826235] reboot: Power down
+onds=361.03
+";
+        let r = parse_console(log);
+        assert_eq!(r.kernel.as_deref(), Some("6.12.118+deb13-arm64"));
+        assert_eq!(r.kvm, Some(true));
+        assert!(r.done);
+        assert_eq!(r.run_seconds, Some(361.03));
+        let names: Vec<_> = r.results.keys().map(String::as_str).collect();
+        assert_eq!(
+            names,
+            [
+                "kvm-nisv-vmm/linux_guest::boots",
+                "kvm-nisv/abi_probe::probe_without_the_cap",
+                "kvm-nisv/abi_probe::probe_without_the_capability",
+            ]
+        );
+        assert_eq!(r.count(Status::Ok), 3);
+        assert_eq!(r.executables.len(), 2);
+        // A line that merely holds a timestamp is left alone.
+        let lines = protocol_lines(log);
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("@nisv dmesg [    0.000000] Booting"))
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("[    0.000000] Linux version"))
+        );
+        assert!(
+            !lines
+                .iter()
+                .any(|l| l.contains("rcu") || l.contains("Data abort"))
+        );
+    }
+
+    #[test]
+    fn kmsg_timestamps() {
+        assert_eq!(kmsg_at("[    0.000000] Booting"), Some(0));
+        assert_eq!(kmsg_at("test x ... [  366.826235] reboot"), Some(11));
+        assert_eq!(kmsg_at("[12345.123456]"), Some(0));
+        // Not printk's format: no digits, wrong precision, no bracket.
+        assert_eq!(kmsg_at("[   20.1] short"), None);
+        assert_eq!(kmsg_at("[ .123456]"), None);
+        assert_eq!(kmsg_at("[0x000f0510] [ 1.1234567]"), None);
+        assert_eq!(kmsg_at("[    9.797715"), None);
+        assert_eq!(kmsg_at("[[ 1.000000]"), Some(1));
+        assert_eq!(kmsg_at(""), None);
+    }
+
+    #[test]
+    fn an_unfinished_interrupted_line_at_the_end_is_kept() {
+        let r = parse_console(
+            "@@kvm-nisv start kernel=k uptime=1 kvm=yes executables=0\n\
+             @@kvm-nisv done executables=0 seconds=1.50[  366.826235] reboot: Power down\n",
+        );
+        assert!(r.done);
+        assert_eq!(r.run_seconds, Some(1.5));
     }
 
     #[test]

@@ -107,6 +107,7 @@ enum Exit {
 fn probe_host() {
     let rel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
     record("kernel", rel.trim());
+    // SAFETY: sysconf only reads a configuration value.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     record("page_size", page);
 }
@@ -125,6 +126,8 @@ fn probe_capabilities() {
         record(&format!("cap.{name}"), format!("{sys} / {v}"));
     }
     // Raw: the IPA size limit (not one of the crate's Cap variants).
+    // SAFETY: KVM_CHECK_EXTENSION takes an integer argument and writes no
+    // memory; `fd` is the open /dev/kvm or VM fd.
     let ipa = |fd: i32| unsafe {
         libc::ioctl(
             fd,
@@ -355,12 +358,15 @@ extern "C" fn wake(_: libc::c_int) {}
 /// One KVM_RUN that a signal interrupts (EINTR) if the vCPU has not exited after
 /// `tenths` tenths of a second.
 fn run_with_watchdog(vcpu: &mut VcpuFd, tenths: u32) -> Result<VcpuExit<'_>, kvm_ioctls::Error> {
+    // SAFETY: an all-zero sigaction is valid (no flags, empty mask); the
+    // handler does nothing, so it is async-signal-safe.
     unsafe {
         let mut sa: libc::sigaction = std::mem::zeroed();
         sa.sa_sigaction = wake as *const () as usize;
         libc::sigaction(libc::SIGUSR2, &sa, std::ptr::null_mut());
     }
     // pthread_t is a pointer on musl: carry it as an integer.
+    // SAFETY: pthread_self has no preconditions.
     let me = unsafe { libc::pthread_self() } as usize;
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let d2 = done.clone();
@@ -371,6 +377,8 @@ fn run_with_watchdog(vcpu: &mut VcpuFd, tenths: u32) -> Result<VcpuExit<'_>, kvm
                 return;
             }
         }
+        // SAFETY: `me` is the test thread, alive until it joins this one; it
+        // has a (no-op) SIGUSR2 handler, so the signal only interrupts KVM_RUN.
         unsafe { libc::pthread_kill(me as libc::pthread_t, libc::SIGUSR2) };
     });
     let r = vcpu.run();
@@ -388,6 +396,7 @@ fn probe_sea_exit() {
     // The kernel's view of the CPU: does it see FEAT_RAS? kvm_handle_guest_sea()
     // leaves every SEA to the host (an SError for the guest) without it.
     let mut buf = vec![0u8; 1 << 20];
+    // SAFETY: SYSLOG_ACTION_READ_ALL writes at most `buf.len()` bytes to `buf`.
     let n = unsafe { libc::klogctl(3, buf.as_mut_ptr().cast(), buf.len() as libc::c_int) };
     let klog = String::from_utf8_lossy(&buf[..n.max(0) as usize]).into_owned();
     record(
@@ -425,6 +434,8 @@ fn probe_sea_exit() {
         }
     };
     let len = 0x1_0000usize;
+    // SAFETY: a new shared mapping of /dev/mem chosen by the kernel (no fixed
+    // address), so no existing memory is affected.
     let p = unsafe {
         libc::mmap(
             std::ptr::null_mut(),
@@ -452,8 +463,11 @@ fn probe_sea_exit() {
         userspace_addr: p as u64,
         flags: 0,
     };
+    // SAFETY: `p` maps `len` bytes that stay mapped until the VM is dropped
+    // below, before the munmap.
     if let Err(e) = unsafe { g.vm.set_user_memory_region(region) } {
         record("sea.live", format!("memslot over /dev/mem refused: {e}"));
+        // SAFETY: `p`/`len` is the mapping made above; no memslot uses it.
         unsafe { libc::munmap(p, len) };
         return;
     }
@@ -494,6 +508,7 @@ fn probe_sea_exit() {
         ),
     );
     drop(g);
+    // SAFETY: `p`/`len` is the mapping made above; the VM that used it is gone.
     unsafe { libc::munmap(p, len) };
 }
 
