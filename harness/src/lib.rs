@@ -17,6 +17,7 @@
 //!
 //! `exit=` is the exit code, `signal-N` or `timeout`.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -130,30 +131,24 @@ fn test_line(
 /// starts in `line`, if it has one.
 fn kmsg_at(line: &str) -> Option<usize> {
     let b = line.as_bytes();
-    let digits = |mut i: usize| {
-        let s = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        (i, i - s)
+    // The end of the run of ASCII digits from `i`, and its length.
+    let digits = |i: usize| {
+        let n = b
+            .get(i..)
+            .map_or(0, |r| r.iter().take_while(|c| c.is_ascii_digit()).count());
+        (i + n, n)
     };
-    let mut from = 0;
-    while let Some(off) = line[from..].find('[') {
-        let start = from + off;
-        let mut i = start + 1;
-        while i < b.len() && b[i] == b' ' {
-            i += 1;
-        }
-        let (i, whole) = digits(i);
-        if whole > 0 && b.get(i) == Some(&b'.') {
-            let (j, frac) = digits(i + 1);
-            if frac == 6 && b.get(j) == Some(&b']') {
-                return Some(start);
+    line.match_indices('[')
+        .map(|(start, _)| start)
+        .find(|&start| {
+            let spaces = b[start + 1..].iter().take_while(|&&c| c == b' ').count();
+            let (i, whole) = digits(start + 1 + spaces);
+            if whole == 0 || b.get(i) != Some(&b'.') {
+                return false;
             }
-        }
-        from = start + 1;
-    }
-    None
+            let (j, frac) = digits(i + 1);
+            frac == 6 && b.get(j) == Some(&b']')
+        })
 }
 
 /// The console's lines, with the kernel's messages taken out of the protocol
@@ -175,33 +170,31 @@ fn kmsg_at(line: &str) -> Option<usize> {
 /// `test ` line, the line continues after the message: the kernel's lines are
 /// dropped and the two parts joined. Any other line is left as it is (tests
 /// print kernel logs of their own, the Linux guest's for one).
-fn protocol_lines(log: &str) -> Vec<String> {
+fn protocol_lines(log: &str) -> Vec<Cow<'_, str>> {
     let mut out = Vec::new();
+    // The first part(s) of a protocol line a kernel message cut.
     let mut carry: Option<String> = None;
     for raw in log.lines() {
         let raw = raw.trim_end_matches('\r');
-        match kmsg_at(raw) {
-            // A whole kernel line inside the interrupted one.
-            Some(0) if carry.is_some() => {}
-            Some(p) if p > 0 => {
-                let head = &raw[..p];
-                if carry.is_some() || head.contains(MARK) || head.trim_start().starts_with("test ")
-                {
-                    carry.get_or_insert_with(String::new).push_str(head);
-                } else {
-                    out.push(raw.to_string());
-                }
+        match (kmsg_at(raw), carry.as_mut()) {
+            // More of the kernel's lines (p = 0), or another part of the cut
+            // line before the next message.
+            (Some(p), Some(c)) => c.push_str(&raw[..p]),
+            (Some(p), None)
+                if p > 0
+                    && (raw[..p].contains(MARK) || raw[..p].trim_start().starts_with("test ")) =>
+            {
+                carry = Some(raw[..p].to_string());
             }
-            _ => match carry.take() {
-                Some(mut c) => {
-                    c.push_str(raw);
-                    out.push(c);
-                }
-                None => out.push(raw.to_string()),
-            },
+            // The rest of the cut line.
+            (None, Some(c)) => {
+                c.push_str(raw);
+                out.extend(carry.take().map(Cow::Owned));
+            }
+            (_, None) => out.push(Cow::Borrowed(raw)),
         }
     }
-    out.extend(carry);
+    out.extend(carry.map(Cow::Owned));
     out
 }
 
@@ -209,6 +202,7 @@ fn protocol_lines(log: &str) -> Vec<String> {
 ///
 /// Kernel messages that cut a marker or a libtest line in two are taken out
 /// first (see `protocol_lines`).
+///
 /// libtest's `test NAME ... RESULT` lines are attributed to the executable
 /// between the surrounding `begin`/`end` markers. If a test writes to the
 /// inherited stdout (a child process, `--nocapture`), the result word may come
@@ -222,7 +216,7 @@ pub fn parse_console(log: &str) -> Run {
     let mut pending: Option<String> = None;
     let mut exe_failed = false;
     for raw in protocol_lines(log) {
-        let raw = raw.as_str();
+        let raw: &str = &raw;
         let (line, marker) = match raw.find(MARK) {
             Some(pos) => (&raw[..pos], Some(&raw[pos + MARK.len()..])),
             None => (raw, None),

@@ -70,13 +70,11 @@ fn power_off() -> ! {
     // The console is a tty: write(2) returns once the bytes are in its buffer,
     // and the UART sends them from interrupts. Powering off before it has
     // would cut the last lines (the `done` marker) off the log; wait for them.
+    // Fds 0-2 are all the console (console_stdio), so one fd is enough.
     let _ = std::io::stdout().flush();
-    let _ = std::io::stderr().flush();
-    for fd in [1, 2] {
-        // SAFETY: tcdrain(3) only waits on the fd; on a non-tty it fails with
-        // ENOTTY, which is ignored.
-        unsafe { libc::tcdrain(fd) };
-    }
+    // SAFETY: tcdrain(3) only waits on the fd; on a non-tty it fails with
+    // ENOTTY, which is ignored.
+    unsafe { libc::tcdrain(1) };
     // SAFETY: sync(2) has no preconditions.
     unsafe { libc::sync() };
     // SAFETY: reboot(2) with POWER_OFF; as PID 1 with CAP_SYS_BOOT this does
